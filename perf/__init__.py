@@ -1,0 +1,1 @@
+"""Performance and correctness regression suite for BLOOM inference backends."""

@@ -1,0 +1,27 @@
+"""The backends under test, as data: id (what `-k` selects), dtype, article row name, adapter.
+
+Importing this module is cheap (no torch): the pytest process uses it to build the test matrix;
+the adapters named here are imported only inside worker processes (perf/adapters.py).
+"""
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    id: str
+    dtype: str  # the weights' dtype; selects the correctness thresholds
+    title: str  # the article's row name
+    adapter: str  # "module:Class", imported in the worker
+    # Loaded with the interpreter/PYTHONPATH of [tool.perf.backends.<id>] (perf/settings.py).
+
+
+BACKENDS: dict[str, BackendSpec] = {spec.id: spec for spec in (
+    BackendSpec("accel_bf16", "bf16", "accelerate bf16", "perf.adapters:AccelerateBf16"),
+    BackendSpec("accel_int8", "int8", "accelerate int8", "perf.adapters:AccelerateInt8"),
+    BackendSpec("ds_fp16", "fp16", "ds-inference fp16", "perf.adapters:DeepSpeedInferenceFp16"),
+    BackendSpec("ds_int8", "int8", "ds-inference int8", "perf.adapters:DeepSpeedInferenceInt8"),
+    BackendSpec("zero_bf16", "bf16", "ds-zero bf16", "perf.adapters:DeepSpeedZeroBf16"),
+)}
+
+# The correctness reference: plain transformers in fp32, not a row of the speed table.
+REFERENCE = BackendSpec("reference_fp32", "fp32", "transformers fp32", "perf.adapters:Reference")

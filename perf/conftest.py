@@ -1,0 +1,88 @@
+"""Fixtures of the suite: one worker per backend for the whole session, and the fp32 reference.
+
+`backend` is session-scoped and parametrized by backend id: pytest runs all tests of one
+backend together and finalizes its instance (stopping the worker, freeing its memory) before the
+next backend loads. That is the "load once per session" guarantee (tests/test_plugin.py).
+"""
+from dataclasses import dataclass
+
+import pytest
+
+from perf import protocol
+from perf.backends import REFERENCE
+from perf.handle import BackendHandle
+from perf.launcher import RemoteError, WorkerFailed
+from perf.plugin import RESULTS, session_backends
+
+BACKENDS_KEY = pytest.StashKey[dict]()
+
+
+def _backends(config) -> dict:
+    if BACKENDS_KEY not in config.stash:
+        config.stash[BACKENDS_KEY] = session_backends(config)
+    return config.stash[BACKENDS_KEY]
+
+
+def _default_batch_sizes() -> list[int]:
+    import torch
+    return [1, 8, 32] if torch.cuda.is_available() else [1, 8]
+
+
+def pytest_generate_tests(metafunc):
+    config = metafunc.config
+    if "backend" in metafunc.fixturenames:
+        ids = list(_backends(config))
+        metafunc.parametrize("backend", ids, ids=ids, indirect=True, scope="session")
+    if "batch_size" in metafunc.fixturenames:
+        settings = config.stash[RESULTS].settings
+        if settings.batch_sizes is None:
+            settings.batch_sizes = _default_batch_sizes()
+        metafunc.parametrize("batch_size", settings.batch_sizes,
+                             ids=[f"bs{b}" for b in settings.batch_sizes])
+
+
+@pytest.fixture(scope="session")
+def perf_settings(pytestconfig):
+    return pytestconfig.stash[RESULTS].settings
+
+
+@pytest.fixture(scope="session")
+def worker_logs(tmp_path_factory):
+    return tmp_path_factory.mktemp("workers")
+
+
+@pytest.fixture(scope="session")
+def backend(request, perf_settings, worker_logs):
+    spec = _backends(request.config)[request.param]
+    handle = BackendHandle(spec, perf_settings, worker_logs)
+    request.config.stash[RESULTS].handles[spec.id] = handle
+    yield handle
+    handle.close()
+
+
+@dataclass
+class ReferenceOutputs:
+    greedy: dict  # tokens/texts of the prompts, as perf.worker.Session.greedy returns them
+    logprobs_path: str  # teacher-forced log-probabilities of protocol.SCORING_TEXTS
+
+
+@pytest.fixture(scope="session")
+def reference(perf_settings, worker_logs, tmp_path_factory) -> ReferenceOutputs:
+    """The fp32 reference's outputs, computed once; its worker is gone before the backends run."""
+    path = str(tmp_path_factory.mktemp("reference") / "logprobs.pt")
+    handle = BackendHandle(REFERENCE, perf_settings, worker_logs)
+    try:
+        handle.require()
+        greedy = handle.call("greedy", prompts=list(protocol.PROMPTS), new_tokens=perf_settings.new_tokens)
+        handle.call("score", texts=list(protocol.SCORING_TEXTS), path=path)
+    except (RemoteError, WorkerFailed) as exc:
+        pytest.fail(f"the fp32 reference failed: {exc}", pytrace=False)
+    finally:
+        handle.close()
+    return ReferenceOutputs(greedy, path)
+
+
+@pytest.fixture
+def perf_record(request) -> dict:
+    """This test's entry in the results file; tests add their figures to it."""
+    return request.config.stash[RESULTS].record(request.node)

@@ -1,0 +1,160 @@
+"""What a perf session measured: one record per test, the backends' load info, the machine's
+fingerprint; written as the results file and summarised as the article-shaped table."""
+import json
+import os
+import platform
+import statistics
+import subprocess
+from datetime import datetime, timezone
+from pathlib import Path
+
+from perf.backends import BACKENDS
+from perf.worker import versions
+
+SCHEMA = 1
+SPEED_TEST = "test_ms_per_token"
+
+
+def fingerprint() -> dict:
+    import torch
+    cuda = torch.cuda.is_available()
+    devices = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else []
+    return {
+        "devices": devices or ["cpu"],
+        "device_count": len(devices),
+        "driver": _run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"]).split("\n")[0] or None,
+        "cuda": torch.version.cuda,
+        "cpu": _cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "versions": versions(),
+        "git_commit": _run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent) or None,
+        "git_dirty": bool(_run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=Path(__file__).parent)),
+    }
+
+
+def _run(cmd, cwd=None) -> str:
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=30, cwd=cwd).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor()
+
+
+class Results:
+    def __init__(self, settings):
+        self.settings = settings
+        self.records: dict[str, dict] = {}  # nodeid -> record
+        self.handles: dict = {}  # backend id -> BackendHandle, for load info
+        self.started = datetime.now(timezone.utc)
+
+    def record(self, item) -> dict:
+        params = getattr(item, "callspec", None)
+        params = params.params if params else {}
+        backend = params.get("backend")
+        spec = BACKENDS.get(backend)
+        return self.records.setdefault(item.nodeid, {
+            "test": item.originalname, "nodeid": item.nodeid, "backend": backend,
+            "dtype": spec.dtype if spec else None, "batch_size": params.get("batch_size"),
+            "model": self.settings.model_name, "outcome": None, "reason": None,
+        })
+
+    def on_report(self, item, report) -> None:
+        if report.when != "call" and report.passed:
+            return
+        rec = self.record(item)
+        if rec["outcome"] == "oom":  # set by the test; the skip it raised says the same
+            return
+        if report.skipped:
+            rec["outcome"] = "skipped"
+            rec["reason"] = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        elif report.failed:
+            handle = self.handles.get(rec["backend"])
+            crashed = handle is not None and handle.worker is not None and handle.worker.dead
+            rec["outcome"] = "worker crash" if crashed else "failed"
+            rec["reason"] = str(report.longrepr).strip().splitlines()[-1][:500] if report.longrepr else None
+        else:
+            rec["outcome"] = "passed"
+
+    def to_json(self) -> dict:
+        s = self.settings
+        return {
+            "schema": SCHEMA,
+            "started": self.started.isoformat(timespec="seconds"),
+            "model": s.model_name, "model_path": s.model,
+            "protocol": {"new_tokens": s.new_tokens, "cycles": s.cycles, "warmup_cycles": 1,
+                         "batch_sizes": s.batch_sizes},
+            "fingerprint": fingerprint(),
+            "backends": {bid: {"info": h.info, "unavailable": h.unavailable, "failure": h.failure}
+                         for bid, h in self.handles.items()},
+            "tests": list(self.records.values()),
+        }
+
+    def write(self, path: Path) -> None:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(self.to_json(), indent=1) + "\n")
+        tmp.replace(path)
+
+    # -- the terminal summary --------------------------------------------------------------
+    def table(self) -> list[str]:
+        """Backend rows x batch-size columns of ms/token, and the correctness verdicts."""
+        speed = [r for r in self.records.values() if r["test"] == SPEED_TEST]
+        checks = [r for r in self.records.values() if r["test"] != SPEED_TEST and r["backend"]]
+        ids = [b for b in BACKENDS if any(r["backend"] == b for r in speed + checks)]
+        ids += sorted({r["backend"] for r in speed + checks} - set(ids) - {None})
+        sizes = sorted({r["batch_size"] for r in speed})
+        notes: list[str] = []
+
+        def note(text: str) -> str:
+            if text not in notes:
+                notes.append(text)
+            return f"[{notes.index(text) + 1}]"
+
+        header = ["backend"] + [f"bs={b}" for b in sizes] + ["correctness"]
+        rows = []
+        for bid in ids:
+            row = [bid]
+            for size in sizes:
+                rec = next((r for r in speed if r["backend"] == bid and r["batch_size"] == size), None)
+                row.append(_cell(rec, note))
+            mine = [r for r in checks if r["backend"] == bid]
+            bad = [r for r in mine if r["outcome"] in ("failed", "worker crash")]
+            if bad:
+                row.append("FAIL: " + ", ".join(r["test"].removeprefix("test_") for r in bad))
+            elif mine and all(r["outcome"] == "skipped" for r in mine):
+                row.append("skipped " + note(mine[0]["reason"] or ""))
+            else:
+                row.append("ok" if mine else "-")
+            rows.append(row)
+        widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+        fmt = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+        lines = [f"ms/token, {self.settings.model_name}, {self.settings.new_tokens} new tokens, "
+                 f"median of {self.settings.cycles} cycles", fmt(header)]
+        lines += [fmt(r) for r in rows]
+        lines += [f"[{i}] {text}" for i, text in enumerate(notes, 1)]
+        return lines
+
+
+def _cell(rec: dict | None, note) -> str:
+    if rec is None:
+        return "-"
+    if rec["outcome"] == "oom":
+        return "OOM"
+    if rec["outcome"] == "skipped":
+        return "skip " + note(rec["reason"] or "")
+    if rec.get("ms_per_token") is None:
+        return "FAIL" if rec["outcome"] in ("failed", "worker crash") else "-"
+    text = f"{rec['ms_per_token']:.2f}"
+    return text + (" FAIL" if rec["outcome"] == "failed" else "")
+
+
+def summarize_samples(values: list[float]) -> dict:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values),
+            "n": len(values)}

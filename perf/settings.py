@@ -1,0 +1,176 @@
+"""Command-line options and per-backend environments, checked before any model loads.
+
+Every bad value raises pytest.UsageError naming the option (or file/variable) and the fix.
+"""
+import json
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from perf import protocol
+from perf.backends import BACKENDS
+
+REPO = Path(__file__).resolve().parents[1]
+EMBEDDED_MODEL = REPO / "perf" / "assets" / "tiny-bloom"
+DEFAULT_WORKER_TIMEOUT = 1800.0
+ENV_VAR = re.compile(r"^PERF_BACKEND_(.+)_(PYTHON|PYTHONPATH)$")
+
+
+@dataclass(frozen=True)
+class BackendEnv:
+    """Which interpreter and extra PYTHONPATH entries a backend's worker runs with."""
+    python: str
+    pythonpath: tuple[str, ...] = ()
+
+
+@dataclass
+class Settings:
+    model: str  # what from_pretrained gets: a folder or a cached HF id
+    model_name: str  # how results and baselines name it
+    batch_sizes: list[int] | None  # None: the device's default, decided at collection
+    new_tokens: int
+    cycles: int
+    results: Path
+    worker_timeout: float
+    backend_envs: dict[str, BackendEnv] = field(default_factory=dict)
+
+    def env_for(self, backend_id: str) -> BackendEnv:
+        return self.backend_envs.get(backend_id) or BackendEnv(default_python())
+
+
+def default_python() -> str:
+    import sys
+    return sys.executable
+
+
+def add_options(parser) -> None:
+    group = parser.getgroup("perf", "BLOOM inference performance suite (perf/)")
+    group.addoption("--model", default=None, metavar="MODEL",
+                    help="a BLOOM checkpoint: a local folder or an HF id already in the local "
+                         "cache (default: the embedded tiny-bloom, perf/assets/tiny-bloom)")
+    group.addoption("--batch-sizes", default=None, metavar="N,N,...",
+                    help="batch sizes to time (default: 1,8 on CPU; 1,8,32 on GPU)")
+    group.addoption("--new-tokens", default=str(protocol.NEW_TOKENS), metavar="N",
+                    help=f"new tokens per generated row (default: {protocol.NEW_TOKENS})")
+    group.addoption("--cycles", default=str(protocol.CYCLES), metavar="N",
+                    help=f"timed generate calls per batch size, after one warm-up (default: {protocol.CYCLES})")
+    group.addoption("--results", default="perf-results.json", metavar="PATH",
+                    help="where to write every sample, figure and outcome (default: perf-results.json)")
+    group.addoption("--worker-timeout", default=str(DEFAULT_WORKER_TIMEOUT), metavar="SECONDS",
+                    help="kill a backend worker that does not answer one request in this time "
+                         f"(default: {DEFAULT_WORKER_TIMEOUT:g})")
+
+
+def _positive(option: str, text: str, kind=int):
+    try:
+        value = kind(text)
+    except ValueError:
+        value = None
+    if value is None or value <= 0:
+        raise pytest.UsageError(f"{option} {text!r}: expected a positive {kind.__name__}, e.g. {option} 5")
+    return value
+
+
+def parse_batch_sizes(text: str) -> list[int]:
+    sizes = []
+    for part in text.split(","):
+        try:
+            size = int(part)
+        except ValueError:
+            size = 0
+        if size <= 0:
+            raise pytest.UsageError(
+                f"--batch-sizes {text!r}: {part.strip()!r} is not a positive integer; "
+                f"give a comma-separated list such as --batch-sizes 1,8,32")
+        sizes.append(size)
+    return sorted(set(sizes))
+
+
+def resolve_model(text: str | None) -> tuple[str, str]:
+    """(what from_pretrained gets, the model's name), or a UsageError."""
+    if text is None:
+        return str(EMBEDDED_MODEL), EMBEDDED_MODEL.name
+    path = Path(text).expanduser()
+    looks_like_path = path.is_absolute() or text.startswith((".", "~")) or path.exists()
+    if looks_like_path or text.count("/") > 1:
+        if not path.is_dir():
+            raise pytest.UsageError(f"--model {text!r}: no such folder; give a folder holding a "
+                                    "BLOOM checkpoint (config.json, weights, tokenizer) or a cached HF id")
+        config = path / "config.json"
+        name = path.resolve().name
+    else:
+        from huggingface_hub import try_to_load_from_cache
+        cached = try_to_load_from_cache(text, "config.json")
+        if not isinstance(cached, str):
+            raise pytest.UsageError(
+                f"--model {text!r}: not in the local Hugging Face cache and this suite never "
+                "downloads; run `hf download {text}` where there is network, or give a local folder")
+        config, name = Path(cached), text.replace("/", "--")
+    try:
+        model_type = json.loads(config.read_text()).get("model_type")
+    except (OSError, ValueError) as exc:
+        raise pytest.UsageError(f"--model {text!r}: cannot read {config}: {exc}") from None
+    if model_type != "bloom":
+        raise pytest.UsageError(f"--model {text!r}: {config} says model_type {model_type!r}; "
+                                "this suite runs BLOOM checkpoints (model_type 'bloom')")
+    return (str(path) if looks_like_path else text), name
+
+
+def backend_envs(pyproject: Path, environ: dict) -> dict[str, BackendEnv]:
+    """[tool.perf.backends.<id>] of pyproject.toml, then PERF_BACKEND_<ID>_PYTHON[PATH] variables."""
+    raw: dict[str, dict] = {}
+    if pyproject.is_file():
+        try:
+            table = tomllib.loads(pyproject.read_text()).get("tool", {}).get("perf", {}).get("backends", {})
+        except tomllib.TOMLDecodeError as exc:
+            raise pytest.UsageError(f"{pyproject}: not valid TOML: {exc}") from None
+        for backend_id, entry in table.items():
+            where = f"{pyproject} [tool.perf.backends.{backend_id}]"
+            _check_id(backend_id, where)
+            unknown = set(entry) - {"python", "pythonpath"}
+            if unknown:
+                raise pytest.UsageError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: python, pythonpath")
+            raw[backend_id] = dict(entry)
+    for name, value in environ.items():
+        match = ENV_VAR.match(name)
+        if match:
+            backend_id = match[1].lower()
+            _check_id(backend_id, f"environment variable {name}")
+            raw.setdefault(backend_id, {})[match[2].lower()] = value
+    envs = {}
+    for backend_id, entry in raw.items():
+        python = os.path.expandvars(entry.get("python") or default_python())
+        if not os.access(python, os.X_OK):
+            raise pytest.UsageError(f"backend {backend_id}: python {python!r} is not an executable; "
+                                    "fix [tool.perf.backends] in pyproject.toml or PERF_BACKEND_*_PYTHON")
+        paths = entry.get("pythonpath") or []
+        if isinstance(paths, str):
+            paths = paths.split(os.pathsep)
+        expanded = tuple(p for p in (os.path.expandvars(p) for p in paths) if p and not p.startswith("$"))
+        envs[backend_id] = BackendEnv(python, expanded)
+    return envs
+
+
+def _check_id(backend_id: str, where: str) -> None:
+    if backend_id not in BACKENDS:
+        raise pytest.UsageError(f"{where}: unknown backend id {backend_id!r}; "
+                                f"known ids: {', '.join(BACKENDS)}")
+
+
+def from_config(config) -> Settings:
+    opt = config.getoption
+    model, name = resolve_model(opt("--model"))
+    sizes = opt("--batch-sizes")
+    return Settings(
+        model=model, model_name=name,
+        batch_sizes=parse_batch_sizes(sizes) if sizes is not None else None,
+        new_tokens=_positive("--new-tokens", opt("--new-tokens")),
+        cycles=_positive("--cycles", opt("--cycles")),
+        results=Path(opt("--results")),
+        worker_timeout=_positive("--worker-timeout", opt("--worker-timeout"), float),
+        backend_envs=backend_envs(Path(config.rootpath) / "pyproject.toml", dict(os.environ)),
+    )

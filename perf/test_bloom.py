@@ -1,0 +1,110 @@
+"""The suite: correctness against the fp32 reference, then ms/token per batch size.
+
+Test ids carry the backend id and batch size: `pytest perf -k ds_int8`, `-k bs8`.
+"""
+import math
+import statistics
+
+import pytest
+
+from perf import protocol
+from perf.correctness import THRESHOLDS, greedy_agreement, logits_agreement
+from perf.handle import fail_remote
+from perf.launcher import RemoteError
+
+
+def _greedy(backend, settings) -> dict:
+    if "greedy" not in backend.info:  # one generate serves the greedy and the sanity test
+        try:
+            backend.info["greedy"] = backend.call("greedy", prompts=list(protocol.PROMPTS),
+                                                  new_tokens=settings.new_tokens)
+        except RemoteError as exc:
+            fail_remote(exc)
+    return backend.info["greedy"]
+
+
+def test_generation_is_sane(backend, perf_settings, perf_record):
+    out = _greedy(backend, perf_settings)
+    perf_record["texts"] = out["texts"]
+    assert out["logits_finite"], "NaN or inf in the logits"
+    assert [len(t) for t in out["tokens"]] == [perf_settings.new_tokens] * len(protocol.PROMPTS)
+    assert all(text.strip() for text in out["texts"]), f"empty decoded text: {out['texts']}"
+
+
+def test_greedy_matches_reference(backend, reference, perf_settings, perf_record):
+    out = _greedy(backend, perf_settings)
+    agreement = greedy_agreement(reference.greedy["tokens"], out["tokens"])
+    perf_record.update(agreement)
+    need = THRESHOLDS[backend.spec.dtype].min_greedy_match
+    assert agreement["match"] >= need, (
+        f"greedy tokens diverge from the fp32 reference too early: first divergence per prompt "
+        f"{agreement['first_divergence']} of {perf_settings.new_tokens} (mean fraction "
+        f"{agreement['match']:.2f} < {need} for {backend.spec.dtype})")
+
+
+def test_logits_match_reference(backend, reference, perf_record, tmp_path):
+    import torch
+    path = tmp_path / "logprobs.pt"
+    try:
+        backend.call("score", texts=list(protocol.SCORING_TEXTS), path=str(path))
+    except RemoteError as exc:
+        fail_remote(exc)
+    figures = logits_agreement(torch.load(reference.logprobs_path), torch.load(path))
+    perf_record.update(figures)
+    limits = THRESHOLDS[backend.spec.dtype]
+    assert figures["top1"] >= limits.min_top1 and figures["kl"] <= limits.max_kl, (
+        f"teacher-forced logits differ from the fp32 reference: top-1 agreement "
+        f"{figures['top1']:.3f} (need >= {limits.min_top1}), KL {figures['kl']:.4f} "
+        f"(need <= {limits.max_kl}) for {backend.spec.dtype}")
+
+
+def _run_rounds(benchmark, target, rounds: int, warmup: int) -> None:
+    if benchmark.disabled:  # --benchmark-disable, or pytest-xdist: time without it
+        for _ in range(warmup + rounds):
+            target()
+    else:
+        benchmark.pedantic(target, rounds=rounds, warmup_rounds=warmup, iterations=1)
+
+
+def test_ms_per_token(backend, batch_size, benchmark, perf_settings, perf_record):
+    backend.require()
+    if backend.oom_at is not None and batch_size > backend.oom_at:
+        perf_record.update(outcome="oom", reason=f"not run: out of memory at bs={backend.oom_at} already")
+        pytest.skip(perf_record["reason"])
+    cycles = []
+
+    def one_cycle():
+        cycles.append(backend.call("cycle", batch_size=batch_size, new_tokens=perf_settings.new_tokens))
+
+    try:
+        backend.call("reset_peak_memory")
+        _run_rounds(benchmark, one_cycle, perf_settings.cycles, protocol.WARMUP_CYCLES)
+        memory = backend.call("peak_memory")
+        ttft = [backend.call("first_token", batch_size=batch_size)["seconds"] for _ in range(perf_settings.cycles)]
+    except RemoteError as exc:
+        if exc.kind != "oom":
+            fail_remote(exc)
+        backend.oom_at = batch_size
+        perf_record.update(outcome="oom", reason=f"out of memory at bs={batch_size}: {exc.error[:200]}")
+        pytest.skip(perf_record["reason"])
+
+    timed = cycles[protocol.WARMUP_CYCLES:]
+    ms = [1000 * c["seconds"] / c["new_tokens"] for c in timed]
+    figures = {
+        "ms_per_token": statistics.median(ms),
+        "ms_per_token_samples": ms,
+        # The article's figure: total time of all cycles over all their new tokens.
+        "ms_per_token_article": 1000 * sum(c["seconds"] for c in timed) / sum(c["new_tokens"] for c in timed),
+        "cycle_seconds": [c["seconds"] for c in timed],
+        "new_tokens_per_cycle": [c["new_tokens"] for c in timed],
+        "ttft_ms": 1000 * statistics.median(ttft),
+        "ttft_ms_samples": [1000 * t for t in ttft],
+        "peak_memory": memory,
+        "load_s": backend.info.get("load_s"),
+    }
+    perf_record.update(figures)
+    benchmark.extra_info.update(figures)
+    expected = batch_size * perf_settings.new_tokens
+    assert all(c["new_tokens"] % expected == 0 and c["new_tokens"] for c in timed), (
+        f"a cycle made {[c['new_tokens'] for c in timed]} new tokens; expected {expected} per stream")
+    assert all(math.isfinite(x) and x > 0 for x in ms)

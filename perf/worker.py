@@ -1,0 +1,161 @@
+"""The worker process: loads one backend once and answers the pytest process's requests.
+
+    python -m perf.worker        (started by perf/launcher.py, never by hand)
+
+Requests come as JSON lines on stdin; replies go as JSON lines on the original stdout, which is
+moved aside first so that whatever the libraries print (to fd 1 too) lands in stderr instead.
+A reply is {"ok": true, "result": ...} or {"ok": false, "kind": "oom"|"unavailable"|"error",
+"error": "...", "traceback": "..."}.
+"""
+import ctypes
+import importlib
+import json
+import os
+import signal
+import sys
+import time
+import traceback
+
+from perf import protocol
+
+
+class BackendUnavailable(Exception):
+    """The backend cannot run here; the message says what it needs (the tests are skipped)."""
+
+
+def _die_with_parent() -> None:
+    # Linux: if pytest dies without stopping us (SIGKILL, crash), the kernel kills the worker.
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def _is_oom(exc: BaseException) -> bool:
+    import torch
+    return isinstance(exc, (torch.OutOfMemoryError, MemoryError)) or "out of memory" in str(exc).lower()
+
+
+class Session:
+    """The loaded backend and the measurements the pytest process asks for."""
+
+    def __init__(self):
+        self.adapter = None
+
+    def load(self, adapter: str, model: str, options: dict) -> dict:
+        if self.adapter is not None:
+            raise RuntimeError("this worker has already loaded a backend; one load per worker")
+        module, _, name = adapter.partition(":")
+        cls = getattr(importlib.import_module(module), name)
+        start = time.perf_counter()
+        self.adapter = cls(options)
+        info = self.adapter.load(model) or {}
+        info["load_s"] = time.perf_counter() - start
+        info["pid"] = os.getpid()
+        info["versions"] = versions()
+        info.setdefault("device", str(self.adapter.input_device))
+        log = os.environ.get("PERF_LOAD_LOG")  # lets tests count loads across processes
+        if log:
+            with open(log, "a") as f:
+                f.write(json.dumps({"adapter": adapter, "pid": os.getpid()}) + "\n")
+        return info
+
+    def _encode(self, prompts):
+        enc = self.adapter.tokenizer(list(prompts), return_tensors="pt", padding=True)
+        return {k: v.to(self.adapter.input_device) for k, v in enc.items()}
+
+    def _generate(self, prompts, new_tokens: int, **kwargs):
+        inputs = self._encode(prompts)
+        # min_new_tokens: every row makes exactly new_tokens, so the token count is fixed.
+        out = self.adapter.generate(inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+                                    do_sample=False, **kwargs)
+        return inputs, out
+
+    def cycle(self, batch_size: int, new_tokens: int) -> dict:
+        """One timed call of the seed protocol: tokenize + generate + decode, between syncs."""
+        prompts = protocol.batch_prompts(batch_size)
+        self.adapter.synchronize()
+        start = time.perf_counter()
+        inputs, out = self._generate(prompts, new_tokens)
+        self.adapter.tokenizer.batch_decode(out, skip_special_tokens=True)
+        self.adapter.synchronize()
+        seconds = time.perf_counter() - start
+        # As transformers-bloom-inference counts: output length - padded input length, per row.
+        tokens = (out.shape[1] - inputs["input_ids"].shape[1]) * out.shape[0]
+        return {"seconds": seconds, "new_tokens": tokens * self.adapter.streams}
+
+    def first_token(self, batch_size: int) -> dict:
+        """Time to first token: the same call with one new token (prefill + one decode step)."""
+        return {"seconds": self.cycle(batch_size, 1)["seconds"]}
+
+    def reset_peak_memory(self) -> None:
+        self.adapter.reset_peak_memory()
+
+    def peak_memory(self) -> dict:
+        return self.adapter.peak_memory()
+
+    def greedy(self, prompts: list, new_tokens: int) -> dict:
+        """Greedy token ids (new tokens only) with raw-logit sanity, for correctness tests."""
+        import torch
+        inputs, out = self._generate(prompts, new_tokens, output_logits=True, return_dict_in_generate=True)
+        start = inputs["input_ids"].shape[1]
+        logits = torch.stack(out.logits, dim=1)
+        return {
+            "tokens": out.sequences[:, start:].tolist(),
+            "texts": self.adapter.tokenizer.batch_decode(out.sequences[:, start:], skip_special_tokens=True),
+            "logits_finite": bool(torch.isfinite(logits.float()).all()),
+        }
+
+    def score(self, texts: list, path: str) -> dict:
+        """Teacher-forced log-probabilities on fixed text, saved to `path` (too big for a pipe)."""
+        import torch
+        inputs = self._encode(texts)
+        with torch.no_grad():
+            logits = self.adapter.forward(inputs)
+        mask = inputs["attention_mask"].bool().cpu()
+        logprobs = torch.log_softmax(logits.float().cpu(), dim=-1)[mask]
+        torch.save(logprobs, path)
+        return {"positions": int(mask.sum())}
+
+
+def versions() -> dict:
+    import platform
+    from importlib import metadata
+    found = {"python": platform.python_version()}
+    for name in ("torch", "transformers", "accelerate", "deepspeed", "bitsandbytes"):
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def classify(exc: BaseException) -> str:
+    if isinstance(exc, BackendUnavailable):
+        return "unavailable"
+    return "oom" if _is_oom(exc) else "error"
+
+
+def main() -> None:
+    _die_with_parent()
+    replies = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    session = Session()
+    for line in sys.stdin:
+        request = json.loads(line)
+        op = request.pop("op")
+        if op == "exit":
+            break
+        try:
+            reply = {"ok": True, "result": getattr(session, op)(**request)}
+        except Exception as exc:  # every failure goes back to pytest, which decides
+            reply = {"ok": False, "kind": classify(exc), "error": f"{type(exc).__name__}: {exc}",
+                     "traceback": traceback.format_exc()}
+            if reply["kind"] == "oom":
+                session.adapter.release_memory()
+        replies.write(json.dumps(reply) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -8,7 +8,7 @@ import os
 
 import torch
 
-from perf.worker import BackendUnavailable
+from perf.backends import BackendUnavailable
 
 
 def _transformers_major() -> int:
@@ -117,3 +117,118 @@ class AccelerateInt8(Adapter):
         if int8 == 0:
             raise RuntimeError("BitsAndBytesConfig(load_in_8bit=True) left no bnb Linear8bitLt layer")
         return {"dtype": "int8", "int8_method": "bitsandbytes LLM.int8", "int8_layers": int8}
+
+
+def init_single_rank() -> int:
+    """torch.distributed for DeepSpeed: a launcher sets RANK & co for N ranks; alone, we do."""
+    import deepspeed
+    import torch.distributed as dist
+    if not dist.is_initialized():
+        for key, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1"),
+                           ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", str(_free_port()))):
+            os.environ.setdefault(key, value)
+        deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_world_size()
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _fp16_model(model: str):
+    from transformers import AutoModelForCausalLM
+    return AutoModelForCausalLM.from_pretrained(model, **dtype_kwargs(torch.float16)).eval()
+
+
+class DeepSpeedInferenceFp16(Adapter):
+    """DeepSpeed-Inference with its fused BLOOM kernels (replace_with_kernel_inject=True)."""
+    dtype = torch.float16
+
+    def load(self, model: str) -> dict:
+        if not self.cuda:
+            raise BackendUnavailable("needs CUDA: DeepSpeed-Inference's fp16 BLOOM kernels run on NVIDIA GPUs only")
+        import transformers
+        from packaging.version import Version
+        if Version(transformers.__version__) > Version("4.43.4"):
+            raise BackendUnavailable(
+                f"needs transformers <= 4.43.4 for DeepSpeed's BLOOM kernels (this worker has "
+                f"{transformers.__version__}); point [tool.perf.backends.ds_fp16] pythonpath at one")
+        import deepspeed
+        from deepspeed.model_implementations.transformers.ds_transformer import DeepSpeedTransformerInference
+        world = init_single_rank()
+        self.load_tokenizer(model)
+        engine = deepspeed.init_inference(_fp16_model(model), dtype=torch.float16,
+                                          tensor_parallel={"tp_size": world}, replace_with_kernel_inject=True)
+        self.model = engine.module
+        injected = sum(isinstance(m, DeepSpeedTransformerInference) for m in self.model.modules())
+        if injected == 0:
+            raise RuntimeError("replace_with_kernel_inject=True replaced no BLOOM block: the kernels are not in use")
+        return {"dtype": "fp16", "kernel_injected_blocks": injected, "world_size": world}
+
+
+class DeepSpeedInferenceInt8(Adapter):
+    """DeepSpeed int8. DeepSpeed 0.19 rejects init_inference(dtype=torch.int8) ("not supported by
+    cuda accelerator"); its weight-only group-wise int8 (deepspeed.inference.quantization,
+    post_init_quant) runs, on fp16 weights: that is what this measures, and `int8_method` says so.
+    Groups run along the input dimension on CUDA, where DeepSpeed dequantizes with its own kernel,
+    and along the output dimension on CPU, the PyTorch path (the kernel is CUDA-only)."""
+    dtype = torch.float16
+
+    def load(self, model: str) -> dict:
+        from deepspeed.inference.quantization.layers import QuantizedLinear
+        from deepspeed.inference.quantization.quantization import _init_group_wise_weight_quantization
+        self.load_tokenizer(model)
+        net = _fp16_model(model).to("cuda" if self.cuda else "cpu")
+        scheme = {"num_bits": 8, "group_size": 64, "group_dim": 1 if self.cuda else 0, "symmetric": False}
+        # Keys are substrings of module names: every Linear of every BLOOM block.
+        config = {"weight_quantization": {"post_init_quant": {"transformer.h.": scheme}}}
+        self.model = _init_group_wise_weight_quantization(net, config)
+        quantized = sum(isinstance(m, QuantizedLinear) for m in self.model.modules())
+        if quantized == 0:
+            raise RuntimeError("post_init_quant quantized no layer")
+        method = (f"deepspeed weight-only group-wise int8 (post_init_quant, group_size 64, "
+                  f"group_dim {scheme['group_dim']}, {'CUDA kernel' if self.cuda else 'PyTorch'} dequantize)")
+        return {"dtype": "int8", "int8_method": method, "int8_layers": quantized}
+
+
+class DeepSpeedZeroBf16(Adapter):
+    """DeepSpeed ZeRO stage 3 in bf16, as bloom-ds-zero-inference.py: every rank runs its own
+    generate stream, so a cycle's tokens count once per rank."""
+    dtype = torch.bfloat16
+
+    def load(self, model: str) -> dict:
+        import deepspeed
+        from transformers import AutoConfig, AutoModelForCausalLM
+        from transformers.integrations import HfDeepSpeedConfig
+        world = init_single_rank()
+        hidden = AutoConfig.from_pretrained(model).hidden_size
+        ds_config = {
+            "bf16": {"enabled": True},
+            "zero_optimization": {"stage": 3, "overlap_comm": True, "contiguous_gradients": True,
+                                  "reduce_bucket_size": hidden * hidden,
+                                  "stage3_prefetch_bucket_size": int(0.9 * hidden * hidden),
+                                  "stage3_param_persistence_threshold": 0},
+            "steps_per_print": 2000, "train_batch_size": world,
+            "train_micro_batch_size_per_gpu": 1, "wall_clock_breakdown": False,
+        }
+        self._hf_ds_config = HfDeepSpeedConfig(ds_config)  # must live while the model loads (zero.Init)
+        self.load_tokenizer(model)
+        net = AutoModelForCausalLM.from_pretrained(model, **dtype_kwargs(self.dtype))
+        engine = deepspeed.initialize(model=net, config_params=ds_config)[0]
+        engine.module.eval()
+        self.model = engine.module
+        self.streams = world
+        return {"dtype": "bf16", "zero_stage": 3, "world_size": world}
+
+    @property
+    def input_device(self) -> torch.device:
+        from deepspeed.accelerator import get_accelerator
+        return torch.device(get_accelerator().current_device_name())
+
+    def generate(self, inputs: dict, **kwargs):
+        # With several ranks every rank must step the forward together (ZeRO gathers weights).
+        import torch.distributed as dist
+        return super().generate(inputs, synced_gpus=dist.get_world_size() > 1, **kwargs)

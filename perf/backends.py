@@ -6,6 +6,11 @@ the adapters named here are imported only inside worker processes (perf/adapters
 from dataclasses import dataclass
 
 
+class BackendUnavailable(Exception):
+    """Raised by an adapter that cannot run here; the message says what it needs. Its tests are
+    skipped with that reason (a worker runs as __main__, so this lives outside perf/worker.py)."""
+
+
 @dataclass(frozen=True)
 class BackendSpec:
     id: str

@@ -14,15 +14,6 @@ from perf.handle import BackendHandle
 from perf.launcher import RemoteError, WorkerFailed
 from perf.plugin import RESULTS, session_backends
 
-BACKENDS_KEY = pytest.StashKey[dict]()
-
-
-def _backends(config) -> dict:
-    if BACKENDS_KEY not in config.stash:
-        config.stash[BACKENDS_KEY] = session_backends(config)
-    return config.stash[BACKENDS_KEY]
-
-
 def _default_batch_sizes() -> list[int]:
     import torch
     return [1, 8, 32] if torch.cuda.is_available() else [1, 8]
@@ -31,7 +22,7 @@ def _default_batch_sizes() -> list[int]:
 def pytest_generate_tests(metafunc):
     config = metafunc.config
     if "backend" in metafunc.fixturenames:
-        ids = list(_backends(config))
+        ids = list(session_backends(config))
         metafunc.parametrize("backend", ids, ids=ids, indirect=True, scope="session")
     if "batch_size" in metafunc.fixturenames:
         settings = config.stash[RESULTS].settings
@@ -53,7 +44,7 @@ def worker_logs(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def backend(request, perf_settings, worker_logs):
-    spec = _backends(request.config)[request.param]
+    spec = session_backends(request.config)[request.param]
     handle = BackendHandle(spec, perf_settings, worker_logs)
     request.config.stash[RESULTS].handles[spec.id] = handle
     yield handle

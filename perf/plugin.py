@@ -33,9 +33,12 @@ def pytest_configure(config) -> None:
 
 
 def session_backends(config) -> dict:
-    backends = dict(BACKENDS)
-    config.hook.pytest_perf_backends(backends=backends)
-    return backends
+    """This session's backend matrix (id -> BackendSpec): BACKENDS plus what hooks add."""
+    results = config.stash[RESULTS]
+    if results.specs is None:
+        results.specs = dict(BACKENDS)
+        config.hook.pytest_perf_backends(backends=results.specs)
+    return results.specs
 
 
 @pytest.hookimpl(wrapper=True)

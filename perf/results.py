@@ -53,13 +53,14 @@ class Results:
         self.settings = settings
         self.records: dict[str, dict] = {}  # nodeid -> record
         self.handles: dict = {}  # backend id -> BackendHandle, for load info
+        self.specs: dict | None = None  # backend id -> BackendSpec (perf.plugin.session_backends)
         self.started = datetime.now(timezone.utc)
 
     def record(self, item) -> dict:
         params = getattr(item, "callspec", None)
         params = params.params if params else {}
         backend = params.get("backend")
-        spec = BACKENDS.get(backend)
+        spec = (self.specs or BACKENDS).get(backend)
         return self.records.setdefault(item.nodeid, {
             "test": item.originalname, "nodeid": item.nodeid, "backend": backend,
             "dtype": spec.dtype if spec else None, "batch_size": params.get("batch_size"),
@@ -107,8 +108,7 @@ class Results:
         """Backend rows x batch-size columns of ms/token, and the correctness verdicts."""
         speed = [r for r in self.records.values() if r["test"] == SPEED_TEST]
         checks = [r for r in self.records.values() if r["test"] != SPEED_TEST and r["backend"]]
-        ids = [b for b in BACKENDS if any(r["backend"] == b for r in speed + checks)]
-        ids += sorted({r["backend"] for r in speed + checks} - set(ids) - {None})
+        ids = [b for b in (self.specs or BACKENDS) if any(r["backend"] == b for r in speed + checks)]
         sizes = sorted({r["batch_size"] for r in speed})
         notes: list[str] = []
 

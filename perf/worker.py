@@ -17,10 +17,7 @@ import time
 import traceback
 
 from perf import protocol
-
-
-class BackendUnavailable(Exception):
-    """The backend cannot run here; the message says what it needs (the tests are skipped)."""
+from perf.backends import BackendUnavailable
 
 
 def _die_with_parent() -> None:
@@ -45,6 +42,10 @@ class Session:
     def load(self, adapter: str, model: str, options: dict) -> dict:
         if self.adapter is not None:
             raise RuntimeError("this worker has already loaded a backend; one load per worker")
+        log = os.environ.get("PERF_LOAD_LOG")  # lets tests count loads across processes
+        if log:
+            with open(log, "a") as f:
+                f.write(json.dumps({"adapter": adapter, "pid": os.getpid()}) + "\n")
         module, _, name = adapter.partition(":")
         cls = getattr(importlib.import_module(module), name)
         start = time.perf_counter()
@@ -54,10 +55,6 @@ class Session:
         info["pid"] = os.getpid()
         info["versions"] = versions()
         info.setdefault("device", str(self.adapter.input_device))
-        log = os.environ.get("PERF_LOAD_LOG")  # lets tests count loads across processes
-        if log:
-            with open(log, "a") as f:
-                f.write(json.dumps({"adapter": adapter, "pid": os.getpid()}) + "\n")
         return info
 
     def _encode(self, prompts):
@@ -152,7 +149,7 @@ def main() -> None:
         except Exception as exc:  # every failure goes back to pytest, which decides
             reply = {"ok": False, "kind": classify(exc), "error": f"{type(exc).__name__}: {exc}",
                      "traceback": traceback.format_exc()}
-            if reply["kind"] == "oom":
+            if reply["kind"] == "oom" and session.adapter is not None:
                 session.adapter.release_memory()
         replies.write(json.dumps(reply) + "\n")
 

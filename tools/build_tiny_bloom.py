@@ -1,6 +1,6 @@
 """Build the embedded default model: a tiny BLOOM trained on tools/corpus.py's templated text.
 
-    python tools/build_tiny_bloom.py [--out perf/assets/tiny-bloom] [--steps 1500]
+    python tools/build_tiny_bloom.py [--out perf/assets/tiny-bloom] [--steps 600]
 
 Trains a byte-level BPE tokenizer (BLOOM's kind, BLOOM's special tokens) and a 3-layer BLOOM on
 the corpus, on the CPU in a few minutes, then checks what the suite relies on: greedy
@@ -36,7 +36,7 @@ def build_tokenizer(texts: list[str], vocab_size: int) -> Tokenizer:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "perf/assets/tiny-bloom"))
-    ap.add_argument("--steps", type=int, default=1500)
+    ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     torch.manual_seed(args.seed)

@@ -1,0 +1,55 @@
+"""Helpers for the suite's own tests: run real perf sessions in a subprocess, read what they
+wrote. Sessions use the embedded model with few tokens and cycles so they take seconds."""
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+FAST = ["--new-tokens", "5", "--cycles", "1", "--batch-sizes", "1,2"]
+
+
+@dataclass
+class PerfRun:
+    result: pytest.RunResult
+    results_path: Path
+    load_log: Path
+
+    @property
+    def results(self) -> dict:
+        return json.loads(self.results_path.read_text())
+
+    def tests(self, **match) -> list[dict]:
+        return [t for t in self.results["tests"] if all(t.get(k) == v for k, v in match.items())]
+
+    def loads(self) -> list[dict]:
+        if not self.load_log.exists():
+            return []
+        return [json.loads(line) for line in self.load_log.read_text().splitlines()]
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.fixture
+def run_perf(pytester, monkeypatch):
+    """run_perf(*args, fast=True) -> PerfRun: `pytest perf ARGS` in a fresh process."""
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    load_log = pytester.path / "loads.jsonl"
+    monkeypatch.setenv("PERF_LOAD_LOG", str(load_log))
+
+    def run(*args, fast=True) -> PerfRun:
+        results = pytester.path / "results.json"
+        argv = [str(REPO / "perf"), "-p", "no:cacheprovider", "--results", str(results),
+                *(FAST if fast else []), *args]
+        return PerfRun(pytester.runpytest_subprocess(*argv, timeout=900), results, load_log)
+
+    return run

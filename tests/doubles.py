@@ -1,0 +1,50 @@
+"""Test doubles: backends that misbehave on purpose, for the suite's fault handling tests.
+
+Loaded into a perf session with `-p tests.doubles`. Each stands for a real failure of a real
+backend: a load that raises, a worker killed by the kernel (the OOM killer, a segfault in a
+compiled kernel), a hung collective, a CUDA out-of-memory at larger batch sizes. Except for the
+one that fails to load, they run the real fp32 transformers model until they misbehave.
+"""
+import os
+import signal
+import time
+
+from perf.adapters import Reference
+from perf.backends import BackendSpec
+
+
+class CrashOnLoad(Reference):
+    def load(self, model):
+        import sys
+        print("double: this line must reach the failure report", file=sys.stderr, flush=True)
+        raise RuntimeError("double: load exploded")
+
+
+class KilledInGenerate(Reference):
+    def generate(self, inputs, **kwargs):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+class HangInGenerate(Reference):
+    def generate(self, inputs, **kwargs):
+        time.sleep(3600)
+
+
+class OomFromBatch4(Reference):
+    def generate(self, inputs, **kwargs):
+        import torch
+        if inputs["input_ids"].shape[0] >= 4:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (double)")
+        return super().generate(inputs, **kwargs)
+
+
+DOUBLES = {spec.id: spec for spec in (
+    BackendSpec("double_crash_on_load", "fp32", "crash on load", "tests.doubles:CrashOnLoad"),
+    BackendSpec("double_killed", "fp32", "killed in generate", "tests.doubles:KilledInGenerate"),
+    BackendSpec("double_hang", "fp32", "hangs in generate", "tests.doubles:HangInGenerate"),
+    BackendSpec("double_oom", "fp32", "OOM from bs 4", "tests.doubles:OomFromBatch4"),
+)}
+
+
+def pytest_perf_backends(backends):
+    backends.update(DOUBLES)

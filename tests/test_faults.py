@@ -1,0 +1,43 @@
+"""A backend that crashes, hangs or runs out of memory fails (or marks) its own tests only,
+with its error text and stderr, and leaves no process behind. Doubles: tests/doubles.py."""
+from tests.conftest import pid_alive
+
+DOUBLES = ["-p", "tests.doubles"]
+
+
+def test_a_backend_that_raises_during_load_fails_its_tests_and_the_others_run(run_perf):
+    run = run_perf(*DOUBLES, "-k", "ms_per_token and (double_crash_on_load or accel_bf16)")
+    run.result.assert_outcomes(passed=2, failed=2)
+    run.result.stdout.fnmatch_lines(["*double_crash_on_load: load failed: RuntimeError: double: load exploded*",
+                                     "*double: this line must reach the failure report*"])
+    assert [t["outcome"] for t in run.tests(backend="double_crash_on_load")] == ["failed", "failed"]
+    assert [t["outcome"] for t in run.tests(backend="accel_bf16")] == ["passed", "passed"]
+    assert not [load for load in run.loads() if pid_alive(load["pid"])]
+
+
+def test_a_killed_worker_fails_its_backend_with_the_signal_and_stderr(run_perf):
+    run = run_perf(*DOUBLES, "-k", "ms_per_token and (double_killed or accel_bf16)")
+    run.result.assert_outcomes(passed=2, failed=2)
+    run.result.stdout.fnmatch_lines(["*double_killed: worker died during 'cycle' (killed by signal 9)*",
+                                     "*worker stderr (tail*"])
+    assert [t["outcome"] for t in run.tests(backend="double_killed")] == ["worker crash"] * 2
+    assert not [load for load in run.loads() if pid_alive(load["pid"])]
+
+
+def test_a_hung_worker_is_killed_after_the_worker_timeout(run_perf):
+    run = run_perf(*DOUBLES, "--worker-timeout", "20", "-k", "ms_per_token and double_hang and bs1")
+    run.result.assert_outcomes(failed=1)
+    run.result.stdout.fnmatch_lines(["*double_hang: no answer to 'cycle' within 20 s (--worker-timeout); worker killed*"])
+    assert [t["outcome"] for t in run.tests(backend="double_hang")] == ["worker crash"]
+    loads = run.loads()
+    assert len(loads) == 1 and not pid_alive(loads[0]["pid"])
+
+
+def test_out_of_memory_is_an_outcome_and_larger_batches_are_not_run(run_perf):
+    run = run_perf(*DOUBLES, "--batch-sizes", "1,4,8", "-k", "ms_per_token and double_oom")
+    run.result.assert_outcomes(passed=1, skipped=2)
+    outcomes = {t["batch_size"]: (t["outcome"], t["reason"]) for t in run.tests(backend="double_oom")}
+    assert outcomes[1] == ("passed", None)
+    assert outcomes[4][0] == "oom" and "out of memory at bs=4: OutOfMemoryError" in outcomes[4][1]
+    assert outcomes[8] == ("oom", "not run: out of memory at bs=4 already")
+    run.result.stdout.fnmatch_lines(["double_oom *OOM*OOM*"])

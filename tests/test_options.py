@@ -1,0 +1,91 @@
+"""Options, selection by test id, and bad input: a usage error that names the option and the
+fix, before any model loads."""
+import json
+
+import pytest
+
+from perf.settings import backend_envs
+from tests.conftest import REPO
+
+
+def _usage_error(run, *args):
+    result = run(*args).result
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    return result
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "/no/such/checkpoint"], "*--model '/no/such/checkpoint': no such folder*"),
+    (["--model", "not-cached/bloom-xyz"], "*--model 'not-cached/bloom-xyz': not in the local Hugging Face cache*"),
+    (["--batch-sizes", "0"], "*--batch-sizes '0': '0' is not a positive integer*--batch-sizes 1,8,32*"),
+    (["--batch-sizes", "1,x"], "*--batch-sizes '1,x': 'x' is not a positive integer*"),
+    (["--cycles", "0"], "*--cycles '0': expected a positive int*"),
+])
+def test_bad_options_are_usage_errors_before_any_load(run_perf, args, message):
+    run = run_perf(*args)
+    assert run.result.ret == pytest.ExitCode.USAGE_ERROR
+    run.result.stderr.fnmatch_lines([message])
+    assert run.loads() == []
+
+
+def test_a_checkpoint_that_is_not_bloom_is_refused(run_perf, tmp_path):
+    (tmp_path / "gpt").mkdir()
+    (tmp_path / "gpt" / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+    run = run_perf("--model", str(tmp_path / "gpt"))
+    assert run.result.ret == pytest.ExitCode.USAGE_ERROR
+    run.result.stderr.fnmatch_lines(["*says model_type 'gpt2'; this suite runs BLOOM checkpoints*"])
+
+
+def test_an_unknown_backend_id_in_the_environment_is_refused(run_perf, monkeypatch):
+    monkeypatch.setenv("PERF_BACKEND_DS_FP32_PYTHONPATH", "/opt/t4")
+    run = run_perf()
+    assert run.result.ret == pytest.ExitCode.USAGE_ERROR
+    run.result.stderr.fnmatch_lines(["*environment variable PERF_BACKEND_DS_FP32_PYTHONPATH: unknown backend id 'ds_fp32'; "
+                                     "known ids: accel_bf16, accel_int8, ds_fp16, ds_int8, zero_bf16*"])
+    assert run.loads() == []
+
+
+def test_pyproject_backend_table_is_checked(tmp_path):
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text('[tool.perf.backends.ds_fp61]\npythonpath = "/x"\n')
+    with pytest.raises(pytest.UsageError, match=r"\[tool.perf.backends.ds_fp61\]: unknown backend id 'ds_fp61'"):
+        backend_envs(pyproject, {})
+    pyproject.write_text('[tool.perf.backends.ds_fp16]\npythonpth = "/x"\n')
+    with pytest.raises(pytest.UsageError, match=r"unknown key\(s\) \['pythonpth'\]"):
+        backend_envs(pyproject, {})
+    pyproject.write_text('[tool.perf.backends.ds_fp16]\npythonpath = "$T4:/b:$UNSET_VAR_XYZ"\n')
+    env = backend_envs(pyproject, {"PERF_BACKEND_ZERO_BF16_PYTHONPATH": "/z"})
+    assert env["ds_fp16"].pythonpath[-1] == "/b" and env["zero_bf16"].pythonpath == ("/z",)
+
+
+def test_the_shipped_pyproject_config_is_valid():
+    assert "ds_fp16" in backend_envs(REPO / "pyproject.toml", {})
+
+
+@pytest.mark.parametrize("expr, count, must_contain", [
+    ("ds_int8", 5, "ds_int8"),
+    ("accel", 10, "accel_"),
+    ("bs8", 5, "-bs8]"),
+])
+def test_k_selects_exactly_the_backend_or_batch_size(run_perf, expr, count, must_contain):
+    result = run_perf("--collect-only", "-q", "--batch-sizes", "1,8", "-k", expr).result
+    ids = [line for line in result.outlines if "::" in line]
+    assert len(ids) == count and all(must_contain in line for line in ids), ids
+    if expr == "bs8":
+        assert all("test_ms_per_token[" in line for line in ids)
+
+
+def test_test_ids_name_backend_and_batch_size(run_perf):
+    ids = [line.split("::")[1] for line in run_perf("--collect-only", "-q", "--batch-sizes", "1,8").result.outlines
+           if "::" in line]
+    assert "test_ms_per_token[accel_int8-bs8]" in ids and "test_greedy_matches_reference[zero_bf16]" in ids
+    assert len(ids) == 5 * (3 + 2)
+
+
+def test_options_are_listed_in_help_under_one_group(pytester, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    result = pytester.runpytest_subprocess("--help", "-p", "perf.plugin")
+    text = result.stdout.str()
+    group = text[text.index("BLOOM inference performance suite"):]
+    for option in ("--model", "--batch-sizes", "--new-tokens", "--cycles", "--results", "--worker-timeout"):
+        assert option in group.split("\n\n")[0], option

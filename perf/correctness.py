@@ -16,9 +16,11 @@ class Thresholds:
 
 THRESHOLDS = {
     "fp32": Thresholds(min_greedy_match=1.0, min_top1=1.0, max_kl=1e-6),
-    "bf16": Thresholds(min_greedy_match=0.5, min_top1=0.97, max_kl=0.02),
-    "fp16": Thresholds(min_greedy_match=0.5, min_top1=0.97, max_kl=0.02),
-    "int8": Thresholds(min_greedy_match=0.2, min_top1=0.90, max_kl=0.1),
+    # On the embedded model every backend measured so far matched all 100 greedy tokens of every
+    # prompt, with KL below 2e-4 (CPU, Nov 2026): these leave room for other devices' kernels.
+    "bf16": Thresholds(min_greedy_match=0.8, min_top1=0.98, max_kl=0.01),
+    "fp16": Thresholds(min_greedy_match=0.8, min_top1=0.98, max_kl=0.01),
+    "int8": Thresholds(min_greedy_match=0.5, min_top1=0.95, max_kl=0.05),
 }
 
 

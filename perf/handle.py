@@ -18,6 +18,7 @@ class BackendHandle:
         self.unavailable: str | None = None  # why this backend cannot run here
         self.failure: str | None = None  # why its tests fail
         self.oom_at: int | None = None  # smallest batch size that ran out of memory
+        self.greedy: dict | None = None  # the greedy generation both greedy tests check
         self.worker: Worker | None = None
         env = settings.env_for(spec.id)
         try:

@@ -14,13 +14,12 @@ from perf.launcher import RemoteError
 
 
 def _greedy(backend, settings) -> dict:
-    if "greedy" not in backend.info:  # one generate serves the greedy and the sanity test
+    if backend.greedy is None:  # one generate serves the greedy and the sanity test
         try:
-            backend.info["greedy"] = backend.call("greedy", prompts=list(protocol.PROMPTS),
-                                                  new_tokens=settings.new_tokens)
+            backend.greedy = backend.call("greedy", prompts=list(protocol.PROMPTS), new_tokens=settings.new_tokens)
         except RemoteError as exc:
             fail_remote(exc)
-    return backend.info["greedy"]
+    return backend.greedy
 
 
 def test_generation_is_sane(backend, perf_settings, perf_record):

@@ -2,7 +2,7 @@
 
 Loaded into a perf session with `-p tests.doubles`. Each stands for a real failure of a real
 backend: a load that raises, a worker killed by the kernel (the OOM killer, a segfault in a
-compiled kernel), a hung collective, a CUDA out-of-memory at larger batch sizes. Except for the
+compiled kernel), a hung collective, a CUDA out-of-memory at larger batch sizes, numerics gone wrong. Except for the
 one that fails to load, they run the real fp32 transformers model until they misbehave.
 """
 import os
@@ -38,11 +38,26 @@ class OomFromBatch4(Reference):
         return super().generate(inputs, **kwargs)
 
 
+class PerturbedWeights(Reference):
+    """A backend whose numerics are off (a broken kernel, a bad quantization): weights with 30%
+    seeded noise. The correctness tests must catch it."""
+
+    def load(self, model):
+        import torch
+        info = super().load(model)
+        torch.manual_seed(0)
+        with torch.no_grad():
+            for p in self.model.parameters():
+                p.mul_(1 + 0.3 * torch.randn_like(p))
+        return info
+
+
 DOUBLES = {spec.id: spec for spec in (
     BackendSpec("double_crash_on_load", "fp32", "crash on load", "tests.doubles:CrashOnLoad"),
     BackendSpec("double_killed", "fp32", "killed in generate", "tests.doubles:KilledInGenerate"),
     BackendSpec("double_hang", "fp32", "hangs in generate", "tests.doubles:HangInGenerate"),
     BackendSpec("double_oom", "fp32", "OOM from bs 4", "tests.doubles:OomFromBatch4"),
+    BackendSpec("double_perturbed", "bf16", "weights off by 30%", "tests.doubles:PerturbedWeights"),
 )}
 
 

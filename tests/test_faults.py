@@ -41,3 +41,12 @@ def test_out_of_memory_is_an_outcome_and_larger_batches_are_not_run(run_perf):
     assert outcomes[4][0] == "oom" and "out of memory at bs=4: OutOfMemoryError" in outcomes[4][1]
     assert outcomes[8] == ("oom", "not run: out of memory at bs=4 already")
     run.result.stdout.fnmatch_lines(["double_oom *OOM*OOM*"])
+
+
+def test_correctness_checks_catch_a_backend_with_wrong_numerics(run_perf):
+    run = run_perf(*DOUBLES, "--new-tokens", "40", "-k", "double_perturbed and not ms_per_token")
+    run.result.assert_outcomes(passed=1, failed=2)  # still sane text, but not the reference's
+    run.result.stdout.fnmatch_lines(["*greedy tokens diverge from the fp32 reference too early*",
+                                     "*teacher-forced logits differ from the fp32 reference*"])
+    greedy = run.tests(test="test_greedy_matches_reference")[0]
+    assert greedy["match"] < 0.8 and min(greedy["first_divergence"]) < 100

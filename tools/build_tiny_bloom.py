@@ -33,6 +33,14 @@ def build_tokenizer(texts: list[str], vocab_size: int) -> Tokenizer:
     return tok
 
 
+def save_tokenizer(tok: Tokenizer, path: Path) -> None:
+    """tokenizer.json with merges as "a b" strings: the format tokenizers < 0.20 reads too (the
+    ds_fp16 worker runs transformers 4.43.4 with tokenizers 0.19); newer versions read both."""
+    data = json.loads(tok.to_str())
+    data["model"]["merges"] = [m if isinstance(m, str) else " ".join(m) for m in data["model"]["merges"]]
+    path.write_text(json.dumps(data, ensure_ascii=False, indent=1) + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "perf/assets/tiny-bloom"))
@@ -48,7 +56,7 @@ def main() -> None:
 
     docs = documents(PROMPTS, count=6000, seed=args.seed)
     tok = build_tokenizer(docs, vocab_size=512)
-    tok.save(str(out / "tokenizer.json"))
+    save_tokenizer(tok, out / "tokenizer.json")
     (out / "tokenizer_config.json").write_text(json.dumps({
         "tokenizer_class": "BloomTokenizerFast", "unk_token": "<unk>", "bos_token": "<s>",
         "eos_token": "</s>", "pad_token": "<pad>", "padding_side": "left",

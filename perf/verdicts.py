@@ -1,0 +1,97 @@
+"""Verdicts: is this run slower than the baseline, beyond noise? (DESIGN.md, "Verdicts")
+
+Samples against samples: in log(ms/token), the Hodges-Lehmann estimate of the shift (median of
+all pairwise differences new - base) with its exact Moses confidence interval, which comes from
+the null distribution of the Mann-Whitney U statistic. REGRESSION when the whole interval lies
+above log(1 + threshold); IMPROVEMENT when it lies below -log(1 + threshold); NO CHANGE when it
+lies below +log(1 + threshold) otherwise; INCONCLUSIVE when it straddles the threshold (more
+cycles or processes would narrow it). A published figure has no samples: the median is compared
+with it at the entry's tolerance, and the verdict says no spread was available.
+"""
+import math
+import statistics
+from dataclasses import dataclass
+from functools import lru_cache
+
+REGRESSION, IMPROVEMENT, NO_CHANGE, INCONCLUSIVE = "REGRESSION", "IMPROVEMENT", "NO CHANGE", "INCONCLUSIVE"
+NEW, REFUSED = "NEW", "REFUSED"
+CONFIDENCE = 0.95
+
+
+@dataclass(frozen=True)
+class Verdict:
+    kind: str
+    change: float | None = None  # new / base - 1 (the Hodges-Lehmann shift for samples)
+    low: float | None = None  # confidence interval of `change`
+    high: float | None = None
+    detail: str = ""
+
+    def describe(self) -> str:
+        if self.change is None:
+            return f"{self.kind}: {self.detail}" if self.detail else self.kind
+        text = f"{self.kind} {self.change:+.1%}"
+        if self.low is not None:
+            text += f" [{self.low:+.1%}, {self.high:+.1%}]" if math.isfinite(self.low) and math.isfinite(self.high) \
+                else " [interval unbounded]"
+        return f"{text} {self.detail}".rstrip()
+
+
+@lru_cache(maxsize=None)
+def mann_whitney_counts(m: int, n: int) -> tuple[int, ...]:
+    """Number of orderings of m + n distinct values giving U = 0..m*n (U counts pairs x > y)."""
+    if m == 0 or n == 0:
+        return (1,)
+    a = mann_whitney_counts(m - 1, n)  # the largest value is an x: it beats all n y's
+    b = mann_whitney_counts(m, n - 1)  # the largest value is a y
+    counts = [0] * (m * n + 1)
+    for u, c in enumerate(a):
+        counts[u + n] += c
+    for u, c in enumerate(b):
+        counts[u] += c
+    return tuple(counts)
+
+
+def moses_rank(m: int, n: int, confidence: float = CONFIDENCE) -> tuple[int, float]:
+    """(c, achieved confidence): the interval is the c-th smallest to c-th largest of the m*n
+    pairwise differences; c = 0 means no interval exists at this confidence (too few samples)."""
+    counts = mann_whitney_counts(m, n)
+    total = sum(counts)
+    alpha_half = (1 - confidence) / 2
+    c, below = 0, 0
+    while c < len(counts) and (below + counts[c]) / total <= alpha_half:
+        below += counts[c]
+        c += 1
+    return c, 1 - 2 * below / total
+
+
+def hodges_lehmann(new: list[float], base: list[float], confidence: float = CONFIDENCE):
+    """Shift of log(new) against log(base): (estimate, low, high, achieved confidence)."""
+    diffs = sorted(math.log(x) - math.log(y) for x in new for y in base)
+    c, achieved = moses_rank(len(new), len(base), confidence)
+    if c == 0:
+        return statistics.median(diffs), -math.inf, math.inf, 1.0
+    return statistics.median(diffs), diffs[c - 1], diffs[len(diffs) - c], achieved
+
+
+def compare_samples(new: list[float], base: list[float], threshold: float) -> Verdict:
+    shift, low, high, achieved = hodges_lehmann(new, base)
+    limit = math.log1p(threshold)
+    if low > limit:
+        kind = REGRESSION
+    elif high < -limit:
+        kind = IMPROVEMENT
+    elif high < limit:
+        kind = NO_CHANGE
+    else:
+        kind = INCONCLUSIVE
+    detail = f"({len(new)} vs {len(base)} samples, {achieved:.0%} interval, threshold {threshold:.0%})"
+    if kind == INCONCLUSIVE:
+        detail += "; more cycles (--cycles) or repeated runs would decide it"
+    return Verdict(kind, math.expm1(shift), math.expm1(low), math.expm1(high), detail)
+
+
+def compare_to_value(new: list[float], value: float, tolerance: float) -> Verdict:
+    change = statistics.median(new) / value - 1
+    kind = REGRESSION if change > tolerance else IMPROVEMENT if change < -tolerance else NO_CHANGE
+    return Verdict(kind, change, detail=f"(against one published figure, tolerance {tolerance:.0%}; "
+                                        "no spread available)")

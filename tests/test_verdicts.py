@@ -1,0 +1,67 @@
+"""The verdict statistics on hand-computed cases."""
+import math
+import random
+
+import pytest
+
+from perf.verdicts import (IMPROVEMENT, INCONCLUSIVE, NO_CHANGE, REGRESSION, compare_samples,
+                           compare_to_value, hodges_lehmann, mann_whitney_counts, moses_rank)
+
+
+def test_mann_whitney_null_distribution_small_cases():
+    assert mann_whitney_counts(1, 1) == (1, 1)
+    assert mann_whitney_counts(2, 2) == (1, 1, 2, 1, 1)  # C(4,2) = 6 orderings
+    counts = mann_whitney_counts(5, 5)
+    assert sum(counts) == math.comb(10, 5) == 252
+    assert counts[:4] == (1, 1, 2, 3) and counts == counts[::-1]
+
+
+def test_moses_rank_5_vs_5_at_95_percent():
+    # P(U <= 2) = 4/252 = 0.0159 <= 0.025 < P(U <= 3) = 7/252: the 3rd smallest to 3rd largest.
+    c, achieved = moses_rank(5, 5, 0.95)
+    assert c == 3 and achieved == pytest.approx(1 - 8 / 252)
+    # The smallest two-sided p with 5 vs 5 is 2/252 = 0.0079 (DESIGN.md): 99.5% needs c = 0.
+    assert moses_rank(5, 5, 0.995)[0] == 0
+    assert moses_rank(2, 2, 0.95)[0] == 0  # too few samples for any interval
+
+
+def test_hodges_lehmann_on_a_known_shift():
+    base = [10.0, 11.0, 12.0]
+    new = [x * 1.2 for x in base]
+    shift, low, high, _ = hodges_lehmann(new, base, confidence=0.8)
+    # Differences log(1.2 x_i / x_j): the median pair is i == j, i.e. log(1.2).
+    assert shift == pytest.approx(math.log(1.2))
+    c, _ = moses_rank(3, 3, 0.8)  # counts 1,1,2,3,3,... of 20: P(U<=0) = 0.05 <= 0.1 < P(U<=1)
+    assert c == 1
+    diffs = sorted(math.log(a) - math.log(b) for a in new for b in base)
+    assert (low, high) == (diffs[0], diffs[-1])
+
+
+def test_clear_slowdown_is_a_regression_and_speedup_an_improvement():
+    base = [10.0, 10.1, 9.9, 10.05, 9.95]
+    assert compare_samples([x * 1.25 for x in base], base, 0.05).kind == REGRESSION
+    assert compare_samples([x * 0.75 for x in base], base, 0.05).kind == IMPROVEMENT
+    assert compare_samples(list(base), base, 0.05).kind == NO_CHANGE
+
+
+def test_a_shift_near_the_threshold_with_noise_is_inconclusive():
+    rng = random.Random(1)
+    base = [10 * math.exp(rng.gauss(0, 0.04)) for _ in range(5)]
+    new = [10.5 * math.exp(rng.gauss(0, 0.04)) for _ in range(5)]
+    verdict = compare_samples(new, base, 0.05)
+    assert verdict.kind == INCONCLUSIVE and "--cycles" in verdict.detail
+
+
+def test_aa_runs_at_2_percent_noise_never_regress():
+    rng = random.Random(7)
+    draw = lambda: [10 * math.exp(rng.gauss(0, 0.02)) for _ in range(5)]  # noqa: E731
+    base = draw()
+    kinds = [compare_samples(draw(), base, 0.05).kind for _ in range(200)]
+    assert REGRESSION not in kinds and IMPROVEMENT not in kinds
+
+
+def test_against_a_published_value():
+    assert compare_to_value([104.0, 106.0, 103.0], 100.0, 0.05).kind == NO_CHANGE
+    verdict = compare_to_value([110.0], 100.0, 0.05)
+    assert verdict.kind == REGRESSION and "no spread available" in verdict.detail
+    assert compare_to_value([90.0], 100.0, 0.05).kind == IMPROVEMENT

@@ -38,6 +38,12 @@ def perf_settings(pytestconfig):
 
 
 @pytest.fixture(scope="session")
+def perf_run(pytestconfig):
+    """The session's results: records, baselines, verdicts (perf.results.Results)."""
+    return pytestconfig.stash[RESULTS]
+
+
+@pytest.fixture(scope="session")
 def worker_logs(tmp_path_factory):
     return tmp_path_factory.mktemp("workers")
 

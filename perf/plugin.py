@@ -7,6 +7,7 @@ import pytest
 
 from perf import settings as settings_mod
 from perf.backends import BACKENDS
+from perf.baselines import BaselineError
 from perf.results import Results
 
 RESULTS = pytest.StashKey[Results]()
@@ -49,6 +50,15 @@ def pytest_runtest_makereport(item, call):
     return report
 
 
+def pytest_collection_finish(session) -> None:
+    # The baseline file is read (and checked) once we know perf tests will run, before any load.
+    if any(_is_perf_item(item) for item in session.items):
+        try:
+            session.config.stash[RESULTS].prepare_baselines()
+        except BaselineError as exc:
+            pytest.exit(f"baseline file unusable: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
+
+
 def _is_perf_item(item) -> bool:
     return "backend" in getattr(item, "fixturenames", ())
 
@@ -56,6 +66,8 @@ def _is_perf_item(item) -> bool:
 def pytest_sessionfinish(session) -> None:
     results = session.config.stash.get(RESULTS, None)
     if results is not None and results.records and not hasattr(session.config, "workerinput"):
+        if results.settings.update_baselines:
+            results.update_baselines()
         results.write(results.settings.results)
 
 
@@ -64,6 +76,6 @@ def pytest_terminal_summary(terminalreporter, config) -> None:
     if results is None or not results.records:
         return
     terminalreporter.section("perf results")
-    for line in results.table():
+    for line in results.table() + results.verdict_summary():
         terminalreporter.write_line(line)
     terminalreporter.write_line(f"results file: {results.settings.results}")

@@ -3,12 +3,13 @@ fingerprint; written as the results file and summarised as the article-shaped ta
 import json
 import os
 import platform
-import statistics
 import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 
+from perf import baselines
 from perf.backends import BACKENDS
+from perf.verdicts import INCONCLUSIVE, REGRESSION, Verdict
 from perf.worker import versions
 
 SCHEMA = 1
@@ -55,6 +56,50 @@ class Results:
         self.handles: dict = {}  # backend id -> BackendHandle, for load info
         self.specs: dict | None = None  # backend id -> BackendSpec (perf.plugin.session_backends)
         self.started = datetime.now(timezone.utc)
+        self.fingerprint: dict | None = None
+        self.profile: str | None = None
+        self.baseline_file: Path | None = None
+        self.baseline: dict | None = None  # the validated baseline file of this profile and model
+        self.baseline_notes: list[str] = []
+
+    def prepare_baselines(self) -> None:
+        """Fingerprint the machine and read this profile's baseline file (BaselineError if bad)."""
+        self.fingerprint = fingerprint()
+        self.profile = self.settings.hardware or baselines.hardware_profile(self.fingerprint)
+        self.baseline_file = baselines.baseline_path(self.settings.baselines_dir, self.profile,
+                                                     self.settings.model_name)
+        self.baseline = baselines.load(self.baseline_file)
+
+    def judge(self, handle, record: dict) -> Verdict:
+        """The verdict of one ms/token record against its baseline entry; noted in the record."""
+        entry = ((self.baseline or {}).get("entries", {}).get(handle.spec.id, {})
+                 .get(baselines.entry_key(record["batch_size"])))
+        record["protocol"] = baselines.protocol_of(self.settings, handle.info)
+        record["versions"] = handle.info.get("versions")
+        verdict = baselines.judge(entry, record, record["protocol"])
+        record["verdict"] = verdict.kind
+        record["verdict_detail"] = verdict.describe()
+        record["change"] = verdict.change
+        if entry is not None:
+            record["baseline"] = {"ms_per_token": entry["ms_per_token"], "outcome": entry["outcome"],
+                                  "provenance": entry["provenance"]["kind"]}
+        return verdict
+
+    def assert_verdict(self, verdict: Verdict) -> None:
+        import pytest
+        if verdict.kind == REGRESSION or (verdict.kind == INCONCLUSIVE and self.settings.strict_perf):
+            pytest.fail(f"{verdict.describe()} against {self.baseline_file}", pytrace=False)
+
+    def update_baselines(self) -> None:
+        entries: dict = {}
+        for rec in self.records.values():
+            if rec["test"] == SPEED_TEST and (rec.get("ms_per_token") is not None or rec["outcome"] == "oom") \
+                    and "protocol" in rec:
+                entries.setdefault(rec["backend"], {})[baselines.entry_key(rec["batch_size"])] = \
+                    baselines.entry_from(rec, rec["protocol"], self.fingerprint)
+        if entries:
+            self.baseline_notes = baselines.update(self.baseline_file, self.profile, self.settings.model_name,
+                                                   entries, force=self.settings.update_baselines == "force")
 
     def record(self, item) -> dict:
         params = getattr(item, "callspec", None)
@@ -92,7 +137,9 @@ class Results:
             "model": s.model_name, "model_path": s.model,
             "protocol": {"new_tokens": s.new_tokens, "cycles": s.cycles, "warmup_cycles": 1,
                          "batch_sizes": s.batch_sizes},
-            "fingerprint": fingerprint(),
+            "fingerprint": self.fingerprint or fingerprint(),
+            "hardware_profile": self.profile,
+            "baseline_file": str(self.baseline_file) if self.baseline_file else None,
             "backends": {bid: {"info": h.info, "unavailable": h.unavailable, "failure": h.failure}
                          for bid, h in self.handles.items()},
             "tests": list(self.records.values()),
@@ -104,6 +151,25 @@ class Results:
         tmp.replace(path)
 
     # -- the terminal summary --------------------------------------------------------------
+    def verdict_summary(self) -> list[str]:
+        judged = [r for r in self.records.values() if r.get("verdict")]
+        if not judged:
+            return []
+        counts = {}
+        for rec in judged:
+            counts[rec["verdict"]] = counts.get(rec["verdict"], 0) + 1
+        lines = [f"verdicts against {self.baseline_file} (profile {self.profile}): "
+                 + ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items()))
+                 + "  (= no change, ? inconclusive)"]
+        for rec in judged:
+            if rec["verdict"] not in ("NO CHANGE", "NEW"):
+                lines.append(f"  {rec['backend']} bs={rec['batch_size']}: {rec['verdict_detail']}")
+        if "NEW" in counts and not self.settings.update_baselines:
+            lines.append(f"  {counts['NEW']} entries have no baseline: record them with "
+                         f"`pytest perf --update-baselines` (writes {self.baseline_file})")
+        lines += [f"  baseline {note}" for note in self.baseline_notes]
+        return lines
+
     def table(self) -> list[str]:
         """Backend rows x batch-size columns of ms/token, and the correctness verdicts."""
         speed = [r for r in self.records.values() if r["test"] == SPEED_TEST]
@@ -142,19 +208,25 @@ class Results:
         return lines
 
 
+MARKERS = {"REGRESSION": "REGRESSION", "IMPROVEMENT": "improved", "NO CHANGE": "=",
+           "INCONCLUSIVE": "?", "NEW": "new", "REFUSED": "refused"}
+
+
 def _cell(rec: dict | None, note) -> str:
     if rec is None:
         return "-"
     if rec["outcome"] == "oom":
-        return "OOM"
+        marker = MARKERS.get(rec.get("verdict"), "")
+        return f"OOM {marker}".rstrip() if marker not in ("", "=", "new") else "OOM"
     if rec["outcome"] == "skipped":
         return "skip " + note(rec["reason"] or "")
     if rec.get("ms_per_token") is None:
         return "FAIL" if rec["outcome"] in ("failed", "worker crash") else "-"
     text = f"{rec['ms_per_token']:.2f}"
-    return text + (" FAIL" if rec["outcome"] == "failed" else "")
+    if rec.get("change") is not None:
+        text += f" {rec['change']:+.1%}"
+    if rec.get("verdict"):
+        text += f" {MARKERS[rec['verdict']]}"
+    return text + (" FAIL" if rec["outcome"] == "failed" and rec.get("verdict") != "REGRESSION" else "")
 
 
-def summarize_samples(values: list[float]) -> dict:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values),
-            "n": len(values)}

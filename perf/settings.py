@@ -37,6 +37,10 @@ class Settings:
     results: Path
     worker_timeout: float
     backend_envs: dict[str, BackendEnv] = field(default_factory=dict)
+    baselines_dir: Path = REPO / "baselines"
+    hardware: str | None = None  # the hardware profile; None: derived from the fingerprint
+    update_baselines: str | None = None  # None, "yes" or "force"
+    strict_perf: bool = False
 
     def env_for(self, backend_id: str) -> BackendEnv:
         return self.backend_envs.get(backend_id) or BackendEnv(default_python())
@@ -60,6 +64,16 @@ def add_options(parser) -> None:
                     help=f"timed generate calls per batch size, after one warm-up (default: {protocol.CYCLES})")
     group.addoption("--results", default="perf-results.json", metavar="PATH",
                     help="where to write every sample, figure and outcome (default: perf-results.json)")
+    group.addoption("--baselines", default=str(REPO / "baselines"), metavar="DIR",
+                    help="baseline store: DIR/<hardware profile>/<model>.json (default: baselines/ of the repository)")
+    group.addoption("--hardware", default=None, metavar="NAME",
+                    help="hardware profile naming the baseline file, e.g. 8xA100-SXM4-80GB "
+                         "(default: derived from the devices found, e.g. 1xH200, cpu-amd-epyc-2c)")
+    group.addoption("--update-baselines", nargs="?", const="yes", default=None, metavar="force",
+                    help="write this run's measured entries into the baseline file; "
+                         "--update-baselines=force also replaces published entries")
+    group.addoption("--strict-perf", action="store_true", default=False,
+                    help="fail INCONCLUSIVE verdicts too (default: only REGRESSION fails)")
     group.addoption("--worker-timeout", default=str(DEFAULT_WORKER_TIMEOUT), metavar="SECONDS",
                     help="kill a backend worker that does not answer one request in this time "
                          f"(default: {DEFAULT_WORKER_TIMEOUT:g})")
@@ -173,4 +187,15 @@ def from_config(config) -> Settings:
         results=Path(opt("--results")),
         worker_timeout=_positive("--worker-timeout", opt("--worker-timeout"), float),
         backend_envs=backend_envs(Path(config.rootpath) / "pyproject.toml", dict(os.environ)),
+        baselines_dir=Path(opt("--baselines")),
+        hardware=opt("--hardware"),
+        update_baselines=_update_mode(opt("--update-baselines")),
+        strict_perf=opt("--strict-perf"),
     )
+
+
+def _update_mode(value: str | None) -> str | None:
+    if value not in (None, "yes", "force"):
+        raise pytest.UsageError(f"--update-baselines {value!r}: the only value it takes is 'force'; "
+                                "write --update-baselines after the test path, or --update-baselines=force")
+    return value

@@ -65,11 +65,17 @@ def _run_rounds(benchmark, target, rounds: int, warmup: int) -> None:
         benchmark.pedantic(target, rounds=rounds, warmup_rounds=warmup, iterations=1)
 
 
-def test_ms_per_token(backend, batch_size, benchmark, perf_settings, perf_record):
+def _oom(backend, perf_run, record, reason: str):
+    """OOM is an outcome: compared with the baseline like a value (ok -> oom is a regression)."""
+    record.update(outcome="oom", reason=reason)
+    perf_run.assert_verdict(perf_run.judge(backend, record))
+    pytest.skip(reason)
+
+
+def test_ms_per_token(backend, batch_size, benchmark, perf_settings, perf_run, perf_record):
     backend.require()
     if backend.oom_at is not None and batch_size > backend.oom_at:
-        perf_record.update(outcome="oom", reason=f"not run: out of memory at bs={backend.oom_at} already")
-        pytest.skip(perf_record["reason"])
+        _oom(backend, perf_run, perf_record, f"not run: out of memory at bs={backend.oom_at} already")
     cycles = []
 
     def one_cycle():
@@ -84,8 +90,7 @@ def test_ms_per_token(backend, batch_size, benchmark, perf_settings, perf_record
         if exc.kind != "oom":
             fail_remote(exc)
         backend.oom_at = batch_size
-        perf_record.update(outcome="oom", reason=f"out of memory at bs={batch_size}: {exc.error[:200]}")
-        pytest.skip(perf_record["reason"])
+        _oom(backend, perf_run, perf_record, f"out of memory at bs={batch_size}: {exc.error[:200]}")
 
     timed = cycles[protocol.WARMUP_CYCLES:]
     ms = [1000 * c["seconds"] / c["new_tokens"] for c in timed]
@@ -107,3 +112,4 @@ def test_ms_per_token(backend, batch_size, benchmark, perf_settings, perf_record
     assert all(c["new_tokens"] % expected == 0 and c["new_tokens"] for c in timed), (
         f"a cycle made {[c['new_tokens'] for c in timed]} new tokens; expected {expected} per stream")
     assert all(math.isfinite(x) and x > 0 for x in ms)
+    perf_run.assert_verdict(perf_run.judge(backend, perf_record))

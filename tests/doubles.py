@@ -38,6 +38,26 @@ class OomFromBatch4(Reference):
         return super().generate(inputs, **kwargs)
 
 
+class Paced(Reference):
+    """A backend with steady timing, as on a quiet GPU: generate (the real one) is padded to a
+    fixed 0.2 s, times 1 + PERF_DOUBLE_SLOWDOWN for `double_slowed`. This CPU VM's own
+    process-to-process noise (10-40% on the embedded model) would otherwise decide the verdicts
+    of a test about the verdict machinery."""
+    PACE_S = 0.2
+
+    def generate(self, inputs, **kwargs):
+        start = time.perf_counter()
+        out = super().generate(inputs, **kwargs)
+        slowdown = float(os.environ.get("PERF_DOUBLE_SLOWDOWN", "0")) if self.options.get("slowed") else 0.0
+        time.sleep(max(0.0, self.PACE_S * (1 + slowdown) - (time.perf_counter() - start)))
+        return out
+
+
+class Slowed(Paced):
+    def __init__(self, options):
+        super().__init__({**options, "slowed": True})
+
+
 class PerturbedWeights(Reference):
     """A backend whose numerics are off (a broken kernel, a bad quantization): weights with 30%
     seeded noise. The correctness tests must catch it."""
@@ -58,6 +78,8 @@ DOUBLES = {spec.id: spec for spec in (
     BackendSpec("double_hang", "fp32", "hangs in generate", "tests.doubles:HangInGenerate"),
     BackendSpec("double_oom", "fp32", "OOM from bs 4", "tests.doubles:OomFromBatch4"),
     BackendSpec("double_perturbed", "bf16", "weights off by 30%", "tests.doubles:PerturbedWeights"),
+    BackendSpec("double_steady", "fp32", "steady timing", "tests.doubles:Paced"),
+    BackendSpec("double_slowed", "fp32", "steady, slowed by PERF_DOUBLE_SLOWDOWN", "tests.doubles:Slowed"),
 )}
 
 

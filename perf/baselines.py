@@ -1,0 +1,189 @@
+"""Baseline files: `baselines/<hardware profile>/<model>.json`, one per profile and model.
+
+    {"schema": 1, "profile": "1xH200", "model": "tiny-bloom",
+     "entries": {"accel_bf16": {"bs1": ENTRY, ...}, ...}}
+
+ENTRY: outcome ("ok" | "oom"), ms_per_token (null when oom), ttft_ms, peak_memory_mb (per
+device), samples {"ms_per_token": [...], "ttft_ms": [...]} (empty for published figures),
+threshold (relative, default 0.05), memory_threshold (default 0.10), provenance
+({"kind": "measured", "date", "commit", "versions"} or {"kind": "published", "source"}), and
+protocol {"new_tokens", "cycles", "prompts", "int8_method", "world_size"}.
+
+Updates lock the file, re-read it, keep what this run did not measure, never replace a published
+entry unless forced, append every replaced entry to `<model>.history.jsonl`, and replace the file
+atomically.
+"""
+import fcntl
+import json
+import os
+import re
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+from perf.verdicts import (IMPROVEMENT, NEW, NO_CHANGE, REFUSED, REGRESSION, Verdict,
+                           compare_samples, compare_to_value)
+
+SCHEMA = 1
+DEFAULT_THRESHOLD = 0.05
+DEFAULT_MEMORY_THRESHOLD = 0.10
+PROMPTS_ID = "transformers-bloom-inference (8 prompts)"
+ENTRY_FIELDS = ("outcome", "ms_per_token", "samples", "threshold", "provenance", "protocol")
+PROTOCOL_FIELDS = ("new_tokens", "world_size")
+
+
+class BaselineError(Exception):
+    """A baseline file that cannot be used; the message names the file, entry and field."""
+
+
+def hardware_profile(fingerprint: dict) -> str:
+    """`8xA100-SXM4-80GB`, `1xH200`, or `cpu-<cpu name>-<cores>c` for a machine without GPUs."""
+    if fingerprint["device_count"]:
+        names = {d.removeprefix("NVIDIA ").replace(" ", "-") for d in fingerprint["devices"]}
+        return f"{fingerprint['device_count']}x{'+'.join(sorted(names))}"
+    cpu = re.sub(r"[^a-z0-9]+", "-", fingerprint["cpu"].lower()).strip("-")
+    return f"cpu-{cpu}-{fingerprint['cpu_count']}c"
+
+
+def baseline_path(store: Path, profile: str, model: str) -> Path:
+    return Path(store) / profile / f"{model}.json"
+
+
+def entry_key(batch_size: int) -> str:
+    return f"bs{batch_size}"
+
+
+def load(path: Path) -> dict | None:
+    """The validated file, or None when there is none yet."""
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except ValueError as exc:
+        raise BaselineError(f"{path}: not valid JSON ({exc}); fix or remove the file") from None
+    validate(data, path)
+    return data
+
+
+def validate(data, path: Path) -> None:
+    def fail(where, what):
+        raise BaselineError(f"{path}: {where}: {what}")
+    if not isinstance(data, dict):
+        fail("top level", "expected an object with schema, profile, model, entries")
+    if data.get("schema") != SCHEMA:
+        fail("field 'schema'", f"unknown schema version {data.get('schema')!r}; this suite reads {SCHEMA}")
+    if not isinstance(data.get("entries"), dict):
+        fail("field 'entries'", "missing or not an object")
+    for backend, sizes in data["entries"].items():
+        for key, entry in sizes.items():
+            where = f"entry {backend}/{key}"
+            if not re.fullmatch(r"bs\d+", key):
+                fail(where, "keys under a backend are batch sizes such as 'bs8'")
+            for name in ENTRY_FIELDS:
+                if name not in entry:
+                    fail(where, f"missing field {name!r}")
+            if entry["outcome"] not in ("ok", "oom"):
+                fail(where, f"field 'outcome' is {entry['outcome']!r}; expected 'ok' or 'oom'")
+            if entry["outcome"] == "ok" and not isinstance(entry["ms_per_token"], (int, float)):
+                fail(where, "field 'ms_per_token' must be a number when outcome is 'ok'")
+            if "kind" not in entry["provenance"]:
+                fail(where, "field 'provenance' has no 'kind' (measured or published)")
+            for name in PROTOCOL_FIELDS:
+                if name not in entry["protocol"]:
+                    fail(where, f"field 'protocol' misses {name!r}")
+
+
+def protocol_of(settings, info: dict) -> dict:
+    return {"new_tokens": settings.new_tokens, "cycles": settings.cycles, "prompts": PROMPTS_ID,
+            "int8_method": info.get("int8_method"), "world_size": info.get("world_size", 1)}
+
+
+def judge(entry: dict | None, record: dict, protocol: dict) -> Verdict:
+    """The verdict for one measured ms/token test (record: perf.results record) vs its entry."""
+    if entry is None:
+        return Verdict(NEW, detail="no baseline entry; record one with --update-baselines")
+    differs = [f"{k} {protocol.get(k)!r} here, {entry['protocol'].get(k)!r} in the baseline"
+               for k in ("new_tokens", "world_size", "int8_method")
+               if k in entry["protocol"] and entry["protocol"].get(k) != protocol.get(k)]
+    if differs:
+        return Verdict(REFUSED, detail="not comparable: " + "; ".join(differs))
+    now_oom = record["outcome"] == "oom"
+    if now_oom or entry["outcome"] == "oom":
+        if now_oom and entry["outcome"] == "oom":
+            return Verdict(NO_CHANGE, detail="out of memory, as in the baseline")
+        if now_oom:
+            return Verdict(REGRESSION, detail="out of memory; the baseline ran at this batch size")
+        return Verdict(IMPROVEMENT, detail="runs; the baseline ran out of memory (update the baseline)")
+    threshold = entry.get("threshold", DEFAULT_THRESHOLD)
+    base_samples = entry["samples"].get("ms_per_token") or []
+    if base_samples:
+        speed = compare_samples(record["ms_per_token_samples"], base_samples, threshold)
+    else:
+        speed = compare_to_value(record["ms_per_token_samples"], entry["ms_per_token"], threshold)
+    memory = _memory_regression(entry, record)
+    if memory and speed.kind != REGRESSION:
+        return Verdict(REGRESSION, speed.change, speed.low, speed.high, memory)
+    if speed.kind == IMPROVEMENT:
+        return Verdict(IMPROVEMENT, speed.change, speed.low, speed.high, speed.detail + "; update the baseline")
+    return speed
+
+
+def _memory_regression(entry: dict, record: dict) -> str | None:
+    base, now = entry.get("peak_memory_mb"), (record.get("peak_memory") or {}).get("per_device_mb")
+    if not base or not now:
+        return None
+    limit = entry.get("memory_threshold", DEFAULT_MEMORY_THRESHOLD)
+    if max(now) > max(base) * (1 + limit):
+        return f"peak memory {max(now):.0f} MB > baseline {max(base):.0f} MB + {limit:.0%}"
+    return None
+
+
+def entry_from(record: dict, protocol: dict, fingerprint: dict) -> dict:
+    oom = record["outcome"] == "oom"
+    return {
+        "outcome": "oom" if oom else "ok",
+        "ms_per_token": None if oom else record["ms_per_token"],
+        "ttft_ms": None if oom else record.get("ttft_ms"),
+        "peak_memory_mb": None if oom else record["peak_memory"]["per_device_mb"],
+        "samples": {} if oom else {"ms_per_token": record["ms_per_token_samples"],
+                                   "ttft_ms": record["ttft_ms_samples"]},
+        "threshold": DEFAULT_THRESHOLD,
+        "memory_threshold": DEFAULT_MEMORY_THRESHOLD,
+        "provenance": {"kind": "measured", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                       "commit": fingerprint.get("git_commit"), "versions": record.get("versions")},
+        "protocol": protocol,
+    }
+
+
+@contextmanager
+def _locked(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two pytest processes updating at once take turns
+        yield
+
+
+def update(path: Path, profile: str, model: str, entries: dict, force: bool) -> list[str]:
+    """Merge {backend: {bsN: entry}} into the file; returns what was kept or replaced, to report."""
+    notes = []
+    with _locked(path):
+        data = load(path) or {"schema": SCHEMA, "profile": profile, "model": model, "entries": {}}
+        history = []
+        for backend, sizes in entries.items():
+            for key, entry in sizes.items():
+                old = data["entries"].get(backend, {}).get(key)
+                if old is not None and old["provenance"]["kind"] == "published" and not force:
+                    notes.append(f"kept published {backend}/{key} (replace it with --update-baselines=force)")
+                    continue
+                if old is not None:
+                    history.append({"replaced": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                                    "backend": backend, "entry_key": key, "entry": old})
+                data["entries"].setdefault(backend, {})[key] = entry
+                notes.append(f"{'replaced' if old else 'added'} {backend}/{key}")
+        if history:
+            with open(path.with_name(f"{model}.history.jsonl"), "a") as f:
+                f.writelines(json.dumps(h) + "\n" for h in history)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data, indent=1) + "\n")
+        os.replace(tmp, path)
+    return notes

@@ -49,7 +49,16 @@ def worker_logs(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def backend(request, perf_settings, worker_logs):
+def checkpoint(perf_settings) -> str:
+    """The model folder every worker loads; a synthetic model is built here, once."""
+    if perf_settings.model.startswith("synthetic:"):
+        from perf import synthetic
+        perf_settings.model = synthetic.ensure(perf_settings.model, perf_settings.worker_timeout)
+    return perf_settings.model
+
+
+@pytest.fixture(scope="session")
+def backend(request, perf_settings, worker_logs, checkpoint):
     spec = session_backends(request.config)[request.param]
     handle = BackendHandle(spec, perf_settings, worker_logs)
     request.config.stash[RESULTS].handles[spec.id] = handle
@@ -64,7 +73,7 @@ class ReferenceOutputs:
 
 
 @pytest.fixture(scope="session")
-def reference(perf_settings, worker_logs, tmp_path_factory) -> ReferenceOutputs:
+def reference(perf_settings, worker_logs, tmp_path_factory, checkpoint) -> ReferenceOutputs:
     """The fp32 reference's outputs, computed once; its worker is gone before the backends run."""
     path = str(tmp_path_factory.mktemp("reference") / "logprobs.pt")
     handle = BackendHandle(REFERENCE, perf_settings, worker_logs)

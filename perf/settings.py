@@ -108,6 +108,13 @@ def resolve_model(text: str | None) -> tuple[str, str]:
     """(what from_pretrained gets, the model's name), or a UsageError."""
     if text is None:
         return str(EMBEDDED_MODEL), EMBEDDED_MODEL.name
+    if text.startswith("synthetic:"):
+        from perf import synthetic
+        try:
+            _, _, name = synthetic.parse(text)
+        except ValueError as exc:
+            raise pytest.UsageError(f"--model {text!r}: {exc}") from None
+        return text, name  # built at the session's first load (perf/conftest.py)
     path = Path(text).expanduser()
     looks_like_path = path.is_absolute() or text.startswith((".", "~")) or path.exists()
     if looks_like_path or text.count("/") > 1:

@@ -31,6 +31,8 @@ def test_generation_is_sane(backend, perf_settings, perf_record):
 
 
 def test_greedy_matches_reference(backend, reference, perf_settings, perf_record):
+    if perf_settings.model_name.startswith("synthetic-"):
+        pytest.skip("random weights: greedy text is compared on the embedded model; logits are compared here")
     out = _greedy(backend, perf_settings)
     agreement = greedy_agreement(reference.greedy["tokens"], out["tokens"])
     perf_record.update(agreement)

@@ -45,8 +45,11 @@ def session_backends(config) -> dict:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
     report = yield
-    if item.config.stash[RESULTS].records.get(item.nodeid) is not None or _is_perf_item(item):
-        item.config.stash[RESULTS].on_report(item, report)
+    results = item.config.stash[RESULTS]
+    if results.records.get(item.nodeid) is not None or _is_perf_item(item):
+        results.on_report(item, report)
+        if report.when == "teardown" and not hasattr(item.config, "workerinput"):
+            results.write(results.settings.results)  # after every test: a killed run keeps its figures
     return report
 
 

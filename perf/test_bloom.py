@@ -27,7 +27,9 @@ def test_generation_is_sane(backend, perf_settings, perf_record):
     perf_record["texts"] = out["texts"]
     assert out["logits_finite"], "NaN or inf in the logits"
     assert [len(t) for t in out["tokens"]] == [perf_settings.new_tokens] * len(protocol.PROMPTS)
-    assert all(text.strip() for text in out["texts"]), f"empty decoded text: {out['texts']}"
+    assert all(isinstance(text, str) for text in out["texts"])
+    if not perf_settings.model_name.startswith("synthetic-"):  # random ids mostly lie outside the
+        assert all(text.strip() for text in out["texts"]), f"empty decoded text: {out['texts']}"  # tokenizer
 
 
 def test_greedy_matches_reference(backend, reference, perf_settings, perf_record):
@@ -43,7 +45,7 @@ def test_greedy_matches_reference(backend, reference, perf_settings, perf_record
         f"{agreement['match']:.2f} < {need} for {backend.spec.dtype})")
 
 
-def test_logits_match_reference(backend, reference, perf_record, tmp_path):
+def test_logits_match_reference(backend, reference, perf_settings, perf_record, tmp_path):
     import torch
     path = tmp_path / "logprobs.pt"
     try:
@@ -53,9 +55,11 @@ def test_logits_match_reference(backend, reference, perf_record, tmp_path):
     figures = logits_agreement(torch.load(reference.logprobs_path), torch.load(path))
     perf_record.update(figures)
     limits = THRESHOLDS[backend.spec.dtype]
-    assert figures["top1"] >= limits.min_top1 and figures["kl"] <= limits.max_kl, (
+    # Random weights give near-flat distributions whose argmax is a near-tie: KL decides there.
+    min_top1 = 0.0 if perf_settings.model_name.startswith("synthetic-") else limits.min_top1
+    assert figures["top1"] >= min_top1 and figures["kl"] <= limits.max_kl, (
         f"teacher-forced logits differ from the fp32 reference: top-1 agreement "
-        f"{figures['top1']:.3f} (need >= {limits.min_top1}), KL {figures['kl']:.4f} "
+        f"{figures['top1']:.3f} (need >= {min_top1}), KL {figures['kl']:.4f} "
         f"(need <= {limits.max_kl}) for {backend.spec.dtype}")
 
 

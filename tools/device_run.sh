@@ -7,6 +7,6 @@ name=${1:?usage: device_run.sh NAME [pytest args]}; shift
 out=${OUT:-/tmp/out}; mkdir -p "$out"
 source .whl/install.sh .whl || exit 1
 export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/$name-gpu.txt"
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 python3 -m pytest perf -p no:cacheprovider --results "$out/$name.json" \
-    --benchmark-json "$out/$name-benchmark.json" "$@" 2>&1 | tee "$out/$name.log"
+    --benchmark-json "$out/$name-benchmark.json" "$@"; } 2>&1 | tee "$out/$name.log"

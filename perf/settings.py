@@ -54,8 +54,9 @@ def default_python() -> str:
 def add_options(parser) -> None:
     group = parser.getgroup("perf", "BLOOM inference performance suite (perf/)")
     group.addoption("--model", default=None, metavar="MODEL",
-                    help="a BLOOM checkpoint: a local folder or an HF id already in the local "
-                         "cache (default: the embedded tiny-bloom, perf/assets/tiny-bloom)")
+                    help="a BLOOM checkpoint: a local folder, an HF id already in the local "
+                         "cache, or synthetic:bloom-560m|bloom-7b1|bloom-176b[?layers=N] (BLOOM's "
+                         "shapes, seeded random weights) (default: the embedded tiny-bloom)")
     group.addoption("--batch-sizes", default=None, metavar="N,N,...",
                     help="batch sizes to time (default: 1,8 on CPU; 1,8,32 on GPU)")
     group.addoption("--new-tokens", default=str(protocol.NEW_TOKENS), metavar="N",

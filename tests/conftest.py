@@ -2,12 +2,14 @@
 wrote. Sessions use the embedded model with few tokens and cycles so they take seconds."""
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+ARTICLE = REPO.parent / "shared" / "seed" / "bloom-inference-article.txt"  # beside the checkout
 FAST = ["--new-tokens", "5", "--cycles", "1", "--batch-sizes", "1,2"]
 
 
@@ -53,3 +55,18 @@ def run_perf(pytester, monkeypatch):
         return PerfRun(pytester.runpytest_subprocess(*argv, timeout=900), results, load_log)
 
     return run
+
+
+def article_tables() -> list[dict]:
+    """The article's tables as printed: [{"sizes": [...], "rows": {row name: [cells]}}]."""
+    tables, current = [], None
+    for line in ARTICLE.read_text().splitlines():
+        if line.startswith("Project bs=1"):
+            current = {"sizes": [int(x) for x in re.findall(r"bs=(\d+)", line)], "rows": {}}
+            tables.append(current)
+        elif current is not None and re.match(r"^(accelerate|ds-inference|ds-zero) ", line):
+            words = line.split()
+            current["rows"][" ".join(words[:2])] = words[2:]
+        elif current is not None and line.strip() == "":
+            current = None
+    return tables

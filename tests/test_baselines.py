@@ -2,16 +2,13 @@
 real sessions."""
 import json
 import multiprocessing
-import re
 from pathlib import Path
 
 import pytest
 
 from perf import baselines
 from perf.verdicts import IMPROVEMENT, NEW, NO_CHANGE, REFUSED, REGRESSION
-from tests.conftest import REPO
-
-ARTICLE = REPO.parent / "shared" / "seed" / "bloom-inference-article.txt"
+from tests.conftest import ARTICLE, REPO, article_tables
 DOUBLES = ["-p", "tests.doubles"]
 
 
@@ -23,26 +20,11 @@ def test_hardware_profiles():
     assert baselines.hardware_profile(cpu) == "cpu-amd-epyc-2c"
 
 
-def _article_tables() -> list[dict]:
-    """The article's tables as printed: [{row name: [cells]}], parsed from the seed text."""
-    tables, current = [], None
-    for line in ARTICLE.read_text().splitlines():
-        if line.startswith("Project bs=1"):
-            current = {"sizes": [int(x) for x in re.findall(r"bs=(\d+)", line)], "rows": {}}
-            tables.append(current)
-        elif current is not None and re.match(r"^(accelerate|ds-inference|ds-zero) ", line):
-            words = line.split()
-            current["rows"][" ".join(words[:2])] = words[2:]
-        elif current is not None and line.strip() == "":
-            current = None
-    return tables
-
-
 @pytest.mark.skipif(not ARTICLE.exists(), reason=f"the seed article is not beside the checkout ({ARTICLE})")
 def test_shipped_published_baselines_are_the_articles_tables_exactly():
     names = {"accelerate bf16": "accel_bf16", "accelerate int8": "accel_int8", "ds-inference fp16": "ds_fp16",
              "ds-inference int8": "ds_int8", "ds-zero bf16": "zero_bf16"}
-    tables = _article_tables()
+    tables = article_tables()
     assert len(tables) == 2
     for table, profile in zip(tables, ["8xA100-80GB", "4xA100-80GB"]):
         data = baselines.load(REPO / "baselines" / profile / "bigscience--bloom.json")

@@ -1,0 +1,103 @@
+"""tools/report.py on stored results and baselines: tables, changes, markers, OOM and skipped
+cells, summary counts, the article tables round trip, exit codes and bad input."""
+import json
+import shutil
+
+import pytest
+
+from tests.conftest import ARTICLE, REPO, article_tables
+from tools import report
+
+DATA = REPO / "tests" / "data"
+RUN1, RUN2 = DATA / "h200-560m-run1.json", DATA / "h200-560m-run2.json"  # two H200 processes
+CPU_RESULTS, CPU_STORE = DATA / "cpu-results.json", DATA / "cpu-baselines"  # two CPU runs
+
+
+def _rows(markdown: str) -> dict:
+    """Markdown table rows: {first cell: [other cells]} (the first table only)."""
+    rows, seen = {}, False
+    for line in markdown.splitlines():
+        if line.startswith("| ") and not line.startswith("| Project") and not line.startswith("| ---"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            rows[cells[0]] = cells[1:]
+            seen = True
+        elif seen and not line.startswith("|"):
+            break
+    return rows
+
+
+@pytest.mark.skipif(not ARTICLE.exists(), reason=f"the seed article is not beside the checkout ({ARTICLE})")
+@pytest.mark.parametrize("index, profile", [(0, "8xA100-80GB"), (1, "4xA100-80GB")])
+def test_published_baselines_render_back_to_the_articles_tables(index, profile, capsys):
+    assert report.main(["--baseline-only", str(REPO / "baselines" / profile / "bigscience--bloom.json")]) == 0
+    rendered = _rows(capsys.readouterr().out)
+    table = article_tables()[index]
+    assert {row: [c for c in cells if c] for row, cells in rendered.items()} == table["rows"]
+
+
+def test_run_against_run_uses_both_sides_samples(capsys):
+    assert report.main([str(RUN2), "--against", str(RUN1)]) == 1  # --fail-on regression
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == "**1 regression, 2 unchanged, 6 inconclusive**"
+    rows = _rows(out)
+    assert rows["accelerate int8"] == ["38.44 (+11.3%) 🟡", "6.00 (+16.1%) 🟡", "1.99 (+48.1%) 🔴"]
+    assert rows["accelerate bf16"][2] == "0.46 (-9.7%) ⚪"
+    assert "<details><summary>🔴 REGRESSION: accelerate int8 bs=32</summary>" in out
+    assert "- this run: median 1.991 ms/token, 5 samples, 1.423..2.290" in out
+    assert "### Time to first token, ms" in out and "### Peak memory, MB (max over devices)" in out
+
+
+@pytest.mark.parametrize("fail_on, code", [("regression", 1), ("inconclusive", 1), ("never", 0)])
+def test_exit_status_follows_fail_on(fail_on, code, capsys):
+    assert report.main([str(RUN2), "--against", str(RUN1), "--fail-on", fail_on]) == code
+    assert report.main([str(RUN1), "--against", str(RUN1), "--fail-on", fail_on]) == (1 if fail_on == "inconclusive" else 0)
+
+
+def test_against_a_baseline_store_with_skipped_and_oom_cells(tmp_path, capsys):
+    results = json.loads(CPU_RESULTS.read_text())
+    oom = next(t for t in results["tests"] if t["test"] == "test_ms_per_token" and t["backend"] == "accel_int8"
+               and t["batch_size"] == 8)
+    oom.update(outcome="oom", ms_per_token=None, reason="out of memory at bs=8")  # as the suite records it
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(results))
+    out_md = tmp_path / "report.md"
+    assert report.main([str(path), "--against", str(CPU_STORE), "--out", str(out_md), "--fail-on", "never"]) == 0
+    text = out_md.read_text()
+    rows = _rows(text)
+    assert rows["accelerate int8"][1] == "OOM 🔴"  # the baseline ran at bs=8
+    assert rows["ds-inference fp16"] == ["skipped[^1]", "skipped[^1]"]
+    assert "[^1]: ds_fp16: Skipped: ds_fp16: needs CUDA" in text
+    assert "1 regression" in text.splitlines()[0] and "2 skipped" in text.splitlines()[0]
+
+
+def test_plot_is_a_png(tmp_path):
+    png = tmp_path / "plot.png"
+    assert report.main([str(RUN2), "--against", str(RUN1), "--plot", str(png), "--out", str(tmp_path / "r.md"),
+                        "--fail-on", "never"]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("case, message", [
+    ("missing", "cannot read results file"),
+    ("empty", "results file is not valid JSON (empty or truncated?)"),
+    ("other-model", "no baseline for profile 'cpu-amd-epyc-2c' and model 'synthetic-bloom-560m'"),
+    ("other-run", "results of model 'tiny-bloom', but RESULTS are 'synthetic-bloom-560m'"),
+])
+def test_bad_input_is_one_line_exit_2_and_no_output_file(tmp_path, capsys, case, message):
+    results, against = tmp_path / "results.json", None
+    if case == "empty":
+        results.write_text("")
+    elif case == "other-model":  # the 560m run, relabelled as from this CPU, against the CPU store
+        data = json.loads(RUN2.read_text())
+        data["hardware_profile"] = "cpu-amd-epyc-2c"
+        results.write_text(json.dumps(data))
+        against = CPU_STORE
+    elif case == "other-run":
+        shutil.copy(RUN2, results)
+        against = CPU_RESULTS
+    out = tmp_path / "report.md"
+    argv = [str(results), "--out", str(out)] + (["--against", str(against)] if against else [])
+    assert report.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and err.startswith("report: ")
+    assert not out.exists() and list(tmp_path.iterdir()) in ([], [results])

@@ -1,0 +1,303 @@
+"""Render a perf run as markdown for a PR comment or a job summary, against baselines or another run.
+
+    python tools/report.py RESULTS [--against BASELINES_DIR | --against BASELINE.json | --against OTHER_RESULTS]
+                           [--out report.md] [--plot plot.png] [--fail-on regression|inconclusive|never]
+    python tools/report.py --baseline-only baselines/8xA100-80GB/bigscience--bloom.json
+
+RESULTS is the suite's --results file. Against a baseline store, the file for the run's hardware
+profile and model is used; against another results file (the PR case: base vs head in one job),
+both sides' samples decide the verdicts. Exit status: 1 when --fail-on says so, 2 on bad input
+(one line on stderr, no output file left behind), else 0.
+"""
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from perf import baselines  # noqa: E402
+from perf.backends import BACKENDS  # noqa: E402
+from perf.verdicts import IMPROVEMENT, INCONCLUSIVE, NEW, NO_CHANGE, REFUSED, REGRESSION  # noqa: E402
+
+SPEED_TEST = "test_ms_per_token"
+MARK = {REGRESSION: "🔴", IMPROVEMENT: "🟢", NO_CHANGE: "⚪", INCONCLUSIVE: "🟡", NEW: "🆕", REFUSED: "⛔"}
+LEGEND = "🔴 regression · 🟢 improvement · ⚪ no change · 🟡 inconclusive · 🆕 no baseline · ⛔ not comparable"
+
+
+class ReportError(Exception):
+    """Bad input; the message is the one line the user sees."""
+
+
+def read_json(path: Path, what: str) -> dict:
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ReportError(f"{path}: cannot read {what}: {exc.strerror}") from None
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise ReportError(f"{path}: {what} is not valid JSON (empty or truncated?)") from None
+
+
+def read_results(path: Path) -> dict:
+    data = read_json(path, "results file")
+    if not isinstance(data, dict) or "tests" not in data or "model" not in data:
+        raise ReportError(f"{path}: not a results file of this suite (no 'model'/'tests')")
+    if not [t for t in data["tests"] if t["test"] == SPEED_TEST]:
+        raise ReportError(f"{path}: the results file holds no ms/token test")
+    return data
+
+
+def title(backend: str) -> str:
+    return BACKENDS[backend].title if backend in BACKENDS else backend
+
+
+# -- the two sides -------------------------------------------------------------------------
+def current_side(results: dict) -> dict:
+    """(backend, batch size) -> the speed record of this run."""
+    return {(t["backend"], t["batch_size"]): t for t in results["tests"] if t["test"] == SPEED_TEST}
+
+
+def base_side(results: dict, against: str | None) -> tuple[dict | None, str]:
+    """(backend id -> {bsN: baseline entry}, a description), from a store, a baseline or a run."""
+    if against is None:
+        return None, "no baseline"
+    path = Path(against)
+    if path.is_dir():
+        file = baselines.baseline_path(path, results["hardware_profile"], results["model"])
+        if not file.exists():
+            raise ReportError(f"{path}: no baseline for profile {results['hardware_profile']!r} and model "
+                              f"{results['model']!r} (expected {file})")
+        path = file
+    data = read_json(path, "--against file")
+    if "entries" in data:  # a baseline file
+        try:
+            baselines.validate(data, path)
+        except baselines.BaselineError as exc:
+            raise ReportError(str(exc)) from None
+        if (data.get("model"), data.get("profile")) != (results["model"], results["hardware_profile"]):
+            raise ReportError(f"{path}: baseline of model {data.get('model')!r} on {data.get('profile')!r}, but the "
+                              f"results are {results['model']!r} on {results['hardware_profile']!r}")
+        return data["entries"], f"baseline `{path}`"
+    if "tests" not in data:
+        raise ReportError(f"{path}: neither a baseline file nor a results file")
+    if data["model"] != results["model"]:
+        raise ReportError(f"{path}: results of model {data['model']!r}, but RESULTS are {results['model']!r}")
+    entries = {}
+    for (backend, size), rec in current_side(data).items():
+        if "protocol" in rec and (rec.get("ms_per_token") is not None or rec["outcome"] == "oom"):
+            entries.setdefault(backend, {})[baselines.entry_key(size)] = \
+                baselines.entry_from(rec, rec["protocol"], data["fingerprint"])
+    return entries, f"run `{path}`"
+
+
+def verdicts(current: dict, base: dict | None) -> dict:
+    out = {}
+    for (backend, size), rec in current.items():
+        if rec["outcome"] not in ("passed", "failed", "oom") or (rec.get("ms_per_token") is None and rec["outcome"] != "oom"):
+            continue
+        entry = (base or {}).get(backend, {}).get(baselines.entry_key(size))
+        protocol = rec.get("protocol") or {"new_tokens": None, "world_size": 1}
+        out[(backend, size)] = (baselines.judge(entry, rec, protocol), entry)
+    return out
+
+
+# -- markdown ------------------------------------------------------------------------------
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def render(results: dict, base: dict | None, described: str) -> tuple[str, dict]:
+    current = current_side(results)
+    judged = verdicts(current, base)
+    backends = [b for b in BACKENDS if any(k[0] == b for k in current)]
+    backends += sorted({k[0] for k in current} - set(backends))
+    sizes = sorted({k[1] for k in current})
+    notes: list[str] = []
+
+    def footnote(text: str) -> str:
+        if text not in notes:
+            notes.append(text)
+        return f"[^{notes.index(text) + 1}]"
+
+    counts = {}
+    for verdict, _ in judged.values():
+        counts[verdict.kind] = counts.get(verdict.kind, 0) + 1
+    skipped = sum(1 for rec in current.values() if rec["outcome"] == "skipped")
+    failed = sum(1 for rec in current.values() if rec["outcome"] in ("failed", "worker crash")
+                 and rec.get("ms_per_token") is None)
+    words = [(REGRESSION, "regression"), (IMPROVEMENT, "improvement"), (NO_CHANGE, "unchanged"),
+             (INCONCLUSIVE, "inconclusive"), (NEW, "new"), (REFUSED, "not comparable")]
+    parts = [f"{counts[k]} {w}{'s' if counts[k] != 1 and w in ('regression', 'improvement') else ''}"
+             for k, w in words if counts.get(k)]
+    parts += [f"{skipped} skipped"] * bool(skipped) + [f"{failed} failed"] * bool(failed)
+    fp = results["fingerprint"]
+    lines = [f"**{', '.join(parts)}**", "",
+             f"{results['model']} on {results.get('hardware_profile')} ({', '.join(sorted(set(fp['devices'])))}; "
+             f"torch {fp['versions'].get('torch')}, transformers {fp['versions'].get('transformers')}, "
+             f"deepspeed {fp['versions'].get('deepspeed')}), against {described}; "
+             f"{results['protocol']['new_tokens']} new tokens, median of {results['protocol']['cycles']} cycles.",
+             "", "### ms/token", ""]
+
+    def cell(backend, size, figure, unit_format):
+        rec = current.get((backend, size))
+        if rec is None:
+            return ""
+        if rec["outcome"] == "oom":
+            verdict = judged.get((backend, size), (None,))[0]
+            return "OOM" + (f" {MARK[verdict.kind]}" if verdict and verdict.kind in (REGRESSION, IMPROVEMENT) else "")
+        if rec["outcome"] == "skipped":
+            return "skipped" + footnote(f"{backend}: {rec['reason']}")
+        value = figure(rec)
+        if value is None:
+            return "failed" + footnote(f"{backend} bs={size}: {rec.get('reason')}")
+        text = unit_format(value)
+        if figure is _ms and (backend, size) in judged:
+            verdict = judged[(backend, size)][0]
+            if verdict.change is not None:
+                text += f" ({verdict.change:+.1%})"
+            text += f" {MARK[verdict.kind]}"
+        return text
+
+    for name, figure, fmt in (("ms/token", _ms, "{:.2f}".format), ("time to first token, ms", _ttft, "{:.1f}".format),
+                              ("peak memory, MB (max over devices)", _memory, "{:.0f}".format)):
+        if name != "ms/token":
+            lines += ["", f"### {name[0].upper() + name[1:]}", ""]
+        lines += _table(["Project"] + [f"bs={s}" for s in sizes],
+                        [[title(b)] + [cell(b, s, figure, fmt) for s in sizes] for b in backends])
+    lines += ["", LEGEND]
+    if notes:
+        lines += [""] + [f"[^{i}]: {text}" for i, text in enumerate(notes, 1)]
+    details = [(k, v) for k, v in judged.items() if v[0].kind in (REGRESSION, REFUSED)]
+    for (backend, size), (verdict, entry) in details:
+        rec = current[(backend, size)]
+        lines += ["", f"<details><summary>{MARK[verdict.kind]} {verdict.kind}: {title(backend)} bs={size}</summary>", ""]
+        lines += [f"- verdict: {verdict.describe()}"]
+        if entry is not None and rec.get("ms_per_token") is not None:
+            base_samples = entry["samples"].get("ms_per_token") or []
+            lines += [f"- this run: median {rec['ms_per_token']:.3f} ms/token, {len(rec['ms_per_token_samples'])} samples, "
+                      f"{min(rec['ms_per_token_samples']):.3f}..{max(rec['ms_per_token_samples']):.3f}",
+                      f"- baseline: {entry['ms_per_token']:.3f} ms/token ({entry['provenance']['kind']}), "
+                      + (f"{len(base_samples)} samples, {min(base_samples):.3f}..{max(base_samples):.3f}"
+                         if base_samples else "no samples")]
+            ours = rec.get("versions") or {}
+            theirs = (entry["provenance"].get("versions") or {})
+            diffs = [f"{k} {theirs.get(k)} → {ours.get(k)}" for k in sorted(set(ours) | set(theirs))
+                     if theirs and ours.get(k) != theirs.get(k)]
+            if diffs:
+                lines += ["- versions: " + ", ".join(diffs)]
+        lines += ["", "</details>"]
+    return "\n".join(lines) + "\n", counts
+
+
+def _ms(rec):
+    return rec.get("ms_per_token")
+
+
+def _ttft(rec):
+    return rec.get("ttft_ms")
+
+
+def _memory(rec):
+    memory = (rec.get("peak_memory") or {}).get("per_device_mb")
+    return max(memory) if memory else None
+
+
+def render_baseline(path: Path) -> str:
+    """A baseline file as the article's table: values exactly as stored (as published)."""
+    data = read_json(path, "baseline file")
+    try:
+        baselines.validate(data, path)
+    except baselines.BaselineError as exc:
+        raise ReportError(str(exc)) from None
+    sizes = sorted({int(k[2:]) for e in data["entries"].values() for k in e})
+    rows = []
+    for backend in [b for b in BACKENDS if b in data["entries"]] + sorted(set(data["entries"]) - set(BACKENDS)):
+        row = [title(backend)]
+        for size in sizes:
+            entry = data["entries"][backend].get(f"bs{size}")
+            if entry is None:
+                row.append("")
+            elif entry["outcome"] == "oom":
+                row.append("OOM")
+            else:
+                row.append(entry["provenance"].get("as_published") or f"{entry['ms_per_token']:.2f}")
+        rows.append(row)
+    source = {e["provenance"].get("source") for es in data["entries"].values() for e in es.values()}
+    return "\n".join([f"ms/token, {data['model']} on {data['profile']} ({'; '.join(sorted(s for s in source if s))})", ""]
+                     + _table(["Project"] + [f"bs={s}" for s in sizes], rows)) + "\n"
+
+
+def plot(results: dict, base: dict | None, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+    current = current_side(results)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for i, backend in enumerate([b for b in BACKENDS if any(k[0] == b for k in current)]):
+        color = f"C{i}"
+        points = sorted((s, r["ms_per_token"]) for (b, s), r in current.items() if b == backend and r.get("ms_per_token"))
+        if points:
+            ax.plot(*zip(*points), "o-", color=color, label=title(backend))
+        old = sorted((int(k[2:]), e["ms_per_token"]) for k, e in ((base or {}).get(backend) or {}).items()
+                     if e.get("ms_per_token"))
+        if old:
+            ax.plot(*zip(*old), "s--", color=color, alpha=0.6, label=f"{title(backend)} (baseline)")
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:g}"))
+    ax.set_yscale("log")
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("ms per token (lower is better)")
+    ax.set_title(f"{results['model']} on {results.get('hardware_profile')}")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120, format="png")
+    plt.close(fig)
+
+
+def _write_atomically(path: Path, write) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("results", nargs="?", help="the suite's results file (--results)")
+    ap.add_argument("--against", help="a baseline store (folder), a baseline file, or another results file")
+    ap.add_argument("--out", help="write the markdown here (default: stdout)")
+    ap.add_argument("--plot", help="write a PNG of ms/token against batch size here")
+    ap.add_argument("--fail-on", choices=["regression", "inconclusive", "never"], default="regression")
+    ap.add_argument("--baseline-only", metavar="BASELINE", help="render a baseline file on its own")
+    args = ap.parse_args(argv)
+    try:
+        if args.baseline_only:
+            text, counts = render_baseline(Path(args.baseline_only)), {}
+        elif args.results:
+            results = read_results(Path(args.results))
+            base, described = base_side(results, args.against)
+            text, counts = render(results, base, described)
+            if args.plot:
+                _write_atomically(Path(args.plot), lambda p: plot(results, base, p))
+        else:
+            ap.error("give RESULTS or --baseline-only BASELINE")
+    except ReportError as exc:
+        print(f"report: {exc}", file=sys.stderr)
+        return 2
+    if args.out:
+        _write_atomically(Path(args.out), lambda p: p.write_text(text))
+    else:
+        sys.stdout.write(text)
+    failing = {"regression": {REGRESSION}, "inconclusive": {REGRESSION, INCONCLUSIVE}, "never": set()}[args.fail_on]
+    return 1 if failing & set(counts) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

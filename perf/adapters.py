@@ -73,6 +73,28 @@ class Adapter:
             hwm = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
         return {"kind": "cpu_peak_rss", "per_device_mb": [hwm / 1024]}
 
+    def weight_bytes(self) -> int:
+        """Bytes of weights one decode step must read (ZeRO-3: the full, unpartitioned size)."""
+        return sum(getattr(p, "ds_numel", p.numel()) * p.element_size() for p in self.model.parameters())
+
+    def memory_bandwidth(self) -> float:
+        """GB/s of a large copy on the device the weights live on: the roofline's ceiling."""
+        import time
+        device = self.input_device
+        size = (2 << 30) if device.type == "cuda" else (256 << 20)
+        src = torch.empty(size, dtype=torch.uint8, device=device)
+        dst = torch.empty_like(src)
+        dst.copy_(src)
+        self.synchronize()
+        start, reps = time.perf_counter(), 10
+        for _ in range(reps):
+            dst.copy_(src)
+        self.synchronize()
+        seconds = time.perf_counter() - start
+        del src, dst
+        self.release_memory()
+        return 2 * size * reps / seconds / 1e9  # each copy reads and writes `size` bytes
+
     def release_memory(self) -> None:
         gc.collect()
         if self.cuda:

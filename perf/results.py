@@ -61,6 +61,7 @@ class Results:
         self.baseline_file: Path | None = None
         self.baseline: dict | None = None  # the validated baseline file of this profile and model
         self.baseline_notes: list[str] = []
+        self.memory_bandwidth: float | None = None  # GB/s, measured once per run (roofline)
 
     def prepare_baselines(self) -> None:
         """Fingerprint the machine and read this profile's baseline file (BaselineError if bad)."""
@@ -139,6 +140,7 @@ class Results:
                          "batch_sizes": s.batch_sizes},
             "fingerprint": self.fingerprint or fingerprint(),
             "hardware_profile": self.profile,
+            "memory_bandwidth_gb_s": self.memory_bandwidth,
             "baseline_file": str(self.baseline_file) if self.baseline_file else None,
             "backends": {bid: {"info": h.info, "unavailable": h.unavailable, "failure": h.failure}
                          for bid, h in self.handles.items()},

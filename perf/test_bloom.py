@@ -71,6 +71,24 @@ def _run_rounds(benchmark, target, rounds: int, warmup: int) -> None:
         benchmark.pedantic(target, rounds=rounds, warmup_rounds=warmup, iterations=1)
 
 
+def roofline(backend, perf_run, cycles: list, ttft: list, new_tokens: int) -> dict:
+    """A decode step reads every weight once: weight bytes / time per output token is the
+    bandwidth achieved, to hold against the device's (a large copy, measured once per run)."""
+    if new_tokens < 2 or not backend.info.get("weight_bytes"):
+        return {}
+    tpot = (statistics.median(c["seconds"] for c in cycles) - statistics.median(ttft)) / (new_tokens - 1)
+    if perf_run.memory_bandwidth is None:
+        try:
+            perf_run.memory_bandwidth = backend.call("memory_bandwidth")["gb_per_s"]
+        except RemoteError:  # no room for the copy next to this model: no ceiling this time
+            pass
+    achieved = backend.info["weight_bytes"] / tpot / 1e9 if tpot > 0 else None
+    ceiling = perf_run.memory_bandwidth
+    return {"tpot_ms": 1000 * tpot, "weight_gb": backend.info["weight_bytes"] / 1e9,
+            "weight_bandwidth_gb_s": achieved, "device_bandwidth_gb_s": ceiling,
+            "bandwidth_fraction": achieved / ceiling if achieved and ceiling else None}
+
+
 def _oom(backend, perf_run, record, reason: str):
     """OOM is an outcome: compared with the baseline like a value (ok -> oom is a regression)."""
     record.update(outcome="oom", reason=reason)
@@ -111,6 +129,7 @@ def test_ms_per_token(backend, batch_size, benchmark, perf_settings, perf_run, p
         "ttft_ms_samples": [1000 * t for t in ttft],
         "peak_memory": memory,
         "load_s": backend.info.get("load_s"),
+        **roofline(backend, perf_run, timed, ttft, perf_settings.new_tokens),
     }
     perf_record.update(figures)
     benchmark.extra_info.update(figures)

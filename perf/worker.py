@@ -55,6 +55,7 @@ class Session:
         info["pid"] = os.getpid()
         info["versions"] = versions()
         info.setdefault("device", str(self.adapter.input_device))
+        info["weight_bytes"] = self.adapter.weight_bytes()
         return info
 
     def _encode(self, prompts):
@@ -84,6 +85,9 @@ class Session:
     def first_token(self, batch_size: int) -> dict:
         """Time to first token: the same call with one new token (prefill + one decode step)."""
         return {"seconds": self.cycle(batch_size, 1)["seconds"]}
+
+    def memory_bandwidth(self) -> dict:
+        return {"gb_per_s": self.adapter.memory_bandwidth()}
 
     def reset_peak_memory(self) -> None:
         self.adapter.reset_peak_memory()

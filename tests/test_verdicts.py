@@ -1,9 +1,12 @@
 """The verdict statistics on hand-computed cases."""
+import json
 import math
 import random
+from pathlib import Path
 
 import pytest
 
+from perf.baselines import CPU_THRESHOLD
 from perf.verdicts import (IMPROVEMENT, INCONCLUSIVE, NO_CHANGE, REGRESSION, compare_samples,
                            compare_to_value, hodges_lehmann, mann_whitney_counts, moses_rank)
 
@@ -65,3 +68,25 @@ def test_against_a_published_value():
     verdict = compare_to_value([110.0], 100.0, 0.05)
     assert verdict.kind == REGRESSION and "no spread available" in verdict.detail
     assert compare_to_value([90.0], 100.0, 0.05).kind == IMPROVEMENT
+
+
+# Real A/A data: 21 separate processes measuring accel_bf16 on this project's CPU VM.
+AA = json.loads((Path(__file__).parent / "data" / "aa-cpu-accel_bf16.json").read_text())
+
+
+@pytest.mark.parametrize("size", ["bs1", "bs8"])
+def test_aa_real_runs_no_regression_against_the_first_run(size):
+    """The acceptance form: baseline from the first run, 20 fresh runs judged against it."""
+    base, *fresh = AA["samples"][size]
+    assert len(fresh) == 20
+    assert REGRESSION not in [compare_samples(run, base, 0.05).kind for run in fresh]
+
+
+@pytest.mark.parametrize("size", ["bs1", "bs8"])
+def test_aa_real_runs_all_pairs_at_the_cpu_threshold(size):
+    """Every run against every other: the first run happened to be slow, and at 5% other pairs do
+    give false REGRESSIONs (tens of them); at CPU_THRESHOLD none does."""
+    runs = AA["samples"][size]
+    pairs = [(a, b) for i, a in enumerate(runs) for j, b in enumerate(runs) if i != j]
+    assert sum(compare_samples(a, b, 0.05).kind == REGRESSION for a, b in pairs) > 0
+    assert not [1 for a, b in pairs if compare_samples(a, b, CPU_THRESHOLD).kind == REGRESSION]

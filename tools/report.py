@@ -151,8 +151,10 @@ def render(results: dict, base: dict | None, described: str) -> tuple[str, dict]
         if rec["outcome"] == "skipped":
             return "skipped" + footnote(f"{backend}: {rec['reason']}")
         value = figure(rec)
-        if value is None:
-            return "failed" + footnote(f"{backend} bs={size}: {rec.get('reason')}")
+        if value is None:  # a failed test, or a figure this run did not record
+            if rec["outcome"] in ("failed", "worker crash"):
+                return "failed" + footnote(f"{backend} bs={size}: {rec.get('reason')}")
+            return "n/a"
         text = unit_format(value)
         if figure is _ms and (backend, size) in judged:
             verdict = judged[(backend, size)][0]
@@ -162,7 +164,9 @@ def render(results: dict, base: dict | None, described: str) -> tuple[str, dict]
         return text
 
     for name, figure, fmt in (("ms/token", _ms, "{:.2f}".format), ("time to first token, ms", _ttft, "{:.1f}".format),
-                              ("peak memory, MB (max over devices)", _memory, "{:.0f}".format)):
+                              ("peak memory, MB (max over devices)", _memory, "{:.0f}".format),
+                              ("weight bandwidth, GB/s (share of the device's copy bandwidth)", _bandwidth,
+                               lambda v: f"{v[0]:.1f}" + (f" ({v[1]:.0%})" if v[1] else ""))):
         if name != "ms/token":
             lines += ["", f"### {name[0].upper() + name[1:]}", ""]
         lines += _table(["Project"] + [f"bs={s}" for s in sizes],
@@ -198,6 +202,13 @@ def _ms(rec):
 
 def _ttft(rec):
     return rec.get("ttft_ms")
+
+
+def _bandwidth(rec):
+    """Roofline: weight bytes read per decode step / time per output token, and its share."""
+    if rec.get("weight_bandwidth_gb_s") is None:
+        return None
+    return rec["weight_bandwidth_gb_s"], rec.get("bandwidth_fraction")
 
 
 def _memory(rec):

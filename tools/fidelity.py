@@ -1,0 +1,89 @@
+"""The article's own benchmark loop, outside the suite, to check that the suite measures the same.
+
+    python tools/fidelity.py --backend accel_bf16 --model PATH --batch-size 1 [--cycles 5]
+                             [--compare perf-results.json]
+
+A reproduction of transformers-bloom-inference's `--benchmark` path (bloom-accelerate-inference.py
+and bloom-ds-inference.py): load the model the script's way, one warm-up generate, then `cycles`
+calls of tokenize + generate + decode between two `torch.cuda.synchronize()`, and ms/token =
+elapsed / the sum of new tokens (output length - padded input length per row). Only the loading
+and this loop; none of the suite's code. With --compare, the suite's figure for the same backend
+and batch size is read from its results file and the ratio printed; exit 1 beyond --tolerance.
+"""
+import argparse
+import json
+import sys
+import time
+
+PROMPTS = ["DeepSpeed is a machine learning framework", "He is working on", "He has a", "He got all",
+           "Everyone is happy and I can", "The new movie that got Oscar this year",
+           "In the far far distance from our galaxy,", "Peace is the only way"]
+
+
+def load(backend: str, model: str):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    tokenizer = AutoTokenizer.from_pretrained(model, padding_side="left")
+    if backend == "accel_bf16":  # bloom-accelerate-inference.py
+        net = AutoModelForCausalLM.from_pretrained(model, device_map="auto", torch_dtype=torch.bfloat16)
+    elif backend == "ds_fp16":  # bloom-ds-inference.py, one rank
+        import deepspeed
+        net = AutoModelForCausalLM.from_pretrained(model, torch_dtype=torch.float16)
+        net = deepspeed.init_inference(net, dtype=torch.float16, tensor_parallel={"tp_size": 1},
+                                       replace_with_kernel_inject=True).module
+    else:
+        sys.exit(f"--backend {backend!r}: this reproduction covers accel_bf16 and ds_fp16")
+    return tokenizer, net.eval()
+
+
+def benchmark(tokenizer, model, batch_size: int, new_tokens: int, cycles: int) -> float:
+    import torch
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+    inputs = [PROMPTS[i % len(PROMPTS)] for i in range(batch_size)]
+    kwargs = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
+                  pad_token_id=tokenizer.pad_token_id)
+    device = next(model.parameters()).device
+
+    def generate():
+        tokens = tokenizer(inputs, return_tensors="pt", padding=True).to(device)
+        with torch.no_grad():
+            outputs = model.generate(**tokens, **kwargs)
+        new = [o.shape[0] - i.shape[0] for i, o in zip(tokens.input_ids, outputs)]
+        tokenizer.batch_decode(outputs, skip_special_tokens=True)
+        return sum(new)
+
+    generate()  # warm-up
+    sync()
+    start, total = time.time(), 0
+    for _ in range(cycles):
+        total += generate()
+    sync()
+    return 1000 * (time.time() - start) / total
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--backend", required=True)
+    ap.add_argument("--model", required=True, help="a checkpoint folder (for a synthetic model: the folder the suite built)")
+    ap.add_argument("--batch-size", type=int, default=1)
+    ap.add_argument("--new-tokens", type=int, default=100)
+    ap.add_argument("--cycles", type=int, default=5)
+    ap.add_argument("--compare", help="the suite's results file from the same machine")
+    ap.add_argument("--tolerance", type=float, default=0.05)
+    args = ap.parse_args()
+    tokenizer, model = load(args.backend, args.model)
+    ms = benchmark(tokenizer, model, args.batch_size, args.new_tokens, args.cycles)
+    out = {"backend": args.backend, "batch_size": args.batch_size, "ms_per_token": ms}
+    if args.compare:
+        results = json.load(open(args.compare))
+        suite = next((t for t in results["tests"] if t["test"] == "test_ms_per_token" and t["backend"] == args.backend
+                      and t["batch_size"] == args.batch_size and t.get("ms_per_token")), None)
+        if suite is None:
+            sys.exit(f"{args.compare}: no ms/token of {args.backend} at bs={args.batch_size}")
+        out.update(suite_ms_per_token=suite["ms_per_token_article"], ratio=ms / suite["ms_per_token_article"])
+    print(json.dumps(out))
+    return 1 if "ratio" in out and abs(out["ratio"] - 1) > args.tolerance else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -9,6 +9,7 @@ import os
 import torch
 
 from perf.backends import BackendUnavailable
+from perf.launcher import free_port
 
 
 def _transformers_major() -> int:
@@ -147,17 +148,10 @@ def init_single_rank() -> int:
     import torch.distributed as dist
     if not dist.is_initialized():
         for key, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1"),
-                           ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", str(_free_port()))):
+                           ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", str(free_port()))):
             os.environ.setdefault(key, value)
         deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
     return dist.get_world_size()
-
-
-def _free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _fp16_model(model: str):

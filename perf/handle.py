@@ -22,7 +22,8 @@ class BackendHandle:
         self.worker: Worker | None = None
         env = settings.env_for(spec.id)
         try:
-            self.worker = Worker(spec.id, env.python, list(env.pythonpath), settings.worker_timeout, log_dir)
+            self.worker = Worker(spec.id, env.python, list(env.pythonpath), settings.worker_timeout, log_dir,
+                                 world_size=settings.world_size_for(spec))
             self.info = self.worker.call("load", adapter=spec.adapter, model=settings.model, options={})
         except RemoteError as exc:
             if exc.kind == "unavailable":

@@ -29,13 +29,24 @@ class RemoteError(Exception):
         self.kind, self.error, self.traceback = kind, error, traceback
 
 
-def launch_command(python: str) -> list[str]:
-    return [python, "-u", "-m", "perf.worker"]
+def launch_command(python: str, world_size: int = 1) -> list[str]:
+    """One rank: the worker itself. N ranks on this node: torchrun, rank 0 answering pytest."""
+    if world_size == 1:
+        return [python, "-u", "-m", "perf.worker"]
+    return [python, "-u", "-m", "torch.distributed.run", f"--nproc-per-node={world_size}",
+            "--master-addr=127.0.0.1", f"--master-port={free_port()}", "-m", "perf.worker"]
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 class Worker:
     def __init__(self, name: str, python: str, pythonpath: list[str], timeout: float, log_dir: Path,
-                 env: dict | None = None):
+                 env: dict | None = None, world_size: int = 1):
         self.name = name
         self.timeout = timeout
         self.log_path = Path(log_dir) / f"{name}.worker.log"
@@ -50,13 +61,14 @@ class Worker:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "w+b")
         try:
-            self.proc = subprocess.Popen(launch_command(python), stdin=subprocess.PIPE,
+            self.proc = subprocess.Popen(launch_command(python, world_size), stdin=subprocess.PIPE,
                                          stdout=subprocess.PIPE, stderr=self._log, env=environ,
                                          cwd=REPO, start_new_session=True)
         except OSError as exc:
             self._log.close()
             raise WorkerFailed(f"{name}: cannot start worker with {python!r}: {exc}") from exc
         self._buffer = b""
+        self.world_size = world_size
         self.dead: str | None = None  # why this worker can no longer answer
 
     @property
@@ -72,10 +84,23 @@ class Worker:
         except BrokenPipeError:
             self._fail(f"{self.name}: worker died before {op!r}")
         line = self._read_line(op, self.timeout if timeout is None else timeout)
+        while not line.startswith(b"{"):  # torchrun may print on stdout too: not a reply
+            line = self._read_line(op, self.timeout if timeout is None else timeout)
         reply = json.loads(line)
         if not reply["ok"]:
+            if self.world_size > 1:
+                self._fail_if_exiting(op, reply["error"])
             raise RemoteError(reply["kind"], reply["error"], reply["traceback"])
         return reply["result"]
+
+    def _fail_if_exiting(self, op: str, error: str, grace: float = 10.0) -> None:
+        """Rank 0's error may be the echo of another rank's death (a collective whose peer is
+        gone); torchrun then ends the job. That is a crash of the backend, not of the request."""
+        try:
+            self.proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            return
+        self._fail(f"{self.name}: a rank died during {op!r}; rank 0 saw: {error}")
 
     def _read_line(self, op: str, timeout: float) -> bytes:
         deadline = time.monotonic() + timeout
@@ -110,6 +135,7 @@ class Worker:
 
     def kill(self) -> None:
         # The whole group, even when the worker itself has exited: what it started goes too.
+        # torchrun puts each rank in a session of its own; the ranks die with it (PDEATHSIG).
         try:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):

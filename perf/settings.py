@@ -41,6 +41,15 @@ class Settings:
     hardware: str | None = None  # the hardware profile; None: derived from the fingerprint
     update_baselines: str | None = None  # None, "yes" or "force"
     strict_perf: bool = False
+    world_size: int | None = None  # ranks of multi-rank backends; None: the visible GPUs (or 1)
+
+    def world_size_for(self, spec) -> int:
+        if not spec.multi_rank:
+            return 1
+        if self.world_size is None:
+            import torch
+            self.world_size = max(1, torch.cuda.device_count())
+        return self.world_size
 
     def env_for(self, backend_id: str) -> BackendEnv:
         return self.backend_envs.get(backend_id) or BackendEnv(default_python())
@@ -75,6 +84,9 @@ def add_options(parser) -> None:
                          "--update-baselines=force also replaces published entries")
     group.addoption("--strict-perf", action="store_true", default=False,
                     help="fail INCONCLUSIVE verdicts too (default: only REGRESSION fails)")
+    group.addoption("--world-size", default=None, metavar="N",
+                    help="ranks for ds_fp16 and zero_bf16, started with torchrun (default: the "
+                         "visible GPUs, 1 on CPU); accel_* always run as one process")
     group.addoption("--worker-timeout", default=str(DEFAULT_WORKER_TIMEOUT), metavar="SECONDS",
                     help="kill a backend worker that does not answer one request in this time "
                          f"(default: {DEFAULT_WORKER_TIMEOUT:g})")
@@ -199,6 +211,7 @@ def from_config(config) -> Settings:
         hardware=opt("--hardware"),
         update_baselines=_update_mode(opt("--update-baselines")),
         strict_perf=opt("--strict-perf"),
+        world_size=_positive("--world-size", opt("--world-size")) if opt("--world-size") else None,
     )
 
 

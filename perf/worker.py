@@ -1,6 +1,6 @@
 """The worker process: loads one backend once and answers the pytest process's requests.
 
-    python -m perf.worker        (started by perf/launcher.py, never by hand)
+    python -m perf.worker        (started by perf/launcher.py, never by hand; N ranks: torchrun)
 
 Requests come as JSON lines on stdin; replies go as JSON lines on the original stdout, which is
 moved aside first so that whatever the libraries print (to fd 1 too) lands in stderr instead.
@@ -137,17 +137,46 @@ def classify(exc: BaseException) -> str:
     return "oom" if _is_oom(exc) else "error"
 
 
+def _requests(rank: int, world: int):
+    """Rank 0 reads the requests; with several ranks (torchrun), it broadcasts each one and the
+    other ranks follow it, so that every rank runs the same operation (collectives line up)."""
+    if world > 1:
+        import torch.distributed as dist
+    while True:
+        line = sys.stdin.readline() if rank == 0 else None
+        if world > 1:
+            box = [line]
+            dist.broadcast_object_list(box, src=0)
+            line = box[0]
+        if not line:
+            return
+        request = json.loads(line)
+        if request["op"] == "exit":
+            return
+        yield request
+
+
+def _init_ranks() -> tuple[int, int]:
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1:
+        import torch
+        import torch.distributed as dist
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        # Requests travel over gloo; DeepSpeed's collectives take NCCL on GPUs.
+        dist.init_process_group("cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo")
+    return rank, world
+
+
 def main() -> None:
     _die_with_parent()
-    replies = os.fdopen(os.dup(1), "w", buffering=1)
+    rank, world = _init_ranks()
+    replies = os.fdopen(os.dup(1), "w", buffering=1) if rank == 0 else None
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     session = Session()
-    for line in sys.stdin:
-        request = json.loads(line)
+    for request in _requests(rank, world):
         op = request.pop("op")
-        if op == "exit":
-            break
         try:
             reply = {"ok": True, "result": getattr(session, op)(**request)}
         except Exception as exc:  # every failure goes back to pytest, which decides
@@ -155,7 +184,8 @@ def main() -> None:
                      "traceback": traceback.format_exc()}
             if reply["kind"] == "oom" and session.adapter is not None:
                 session.adapter.release_memory()
-        replies.write(json.dumps(reply) + "\n")
+        if replies is not None:
+            replies.write(json.dumps(reply) + "\n")
 
 
 if __name__ == "__main__":

@@ -118,7 +118,7 @@ def test_a_bad_baseline_file_stops_the_run_before_any_load_and_is_not_rewritten(
 
 def test_a_25_percent_slowdown_is_a_regression_of_that_backend_only(run_perf, tmp_path, monkeypatch):
     store, args = tmp_path / "store", ["--baselines", str(tmp_path / "store"), "--hardware", "cpu-test",
-                                       "--cycles", "5", "--new-tokens", "10",
+                                       "--cycles", "5", "--new-tokens", "5",
                                        "-k", "ms_per_token and (double_steady or double_slowed)"]
     first = run_perf(*DOUBLES, *args, "--update-baselines")
     first.result.assert_outcomes(passed=4)

@@ -1,0 +1,29 @@
+"""Backends as several ranks (torchrun) on the CPU: gloo carries the requests, DeepSpeed ZeRO-3
+runs for real; rank 0 answers pytest, the others follow."""
+from collections import Counter
+
+from tests.conftest import pid_alive
+
+
+def test_zero_with_two_ranks_counts_both_ranks_tokens_and_passes_correctness(run_perf):
+    run = run_perf("--world-size", "2", "-k", "zero_bf16")
+    run.result.assert_outcomes(passed=5)
+    loads = run.loads()
+    ranks = [load for load in loads if load["adapter"] == "perf.adapters:DeepSpeedZeroBf16"]
+    assert len(ranks) == 2 and len({load["pid"] for load in ranks}) == 2  # one load per rank
+    assert Counter(load["adapter"] for load in loads)["perf.adapters:Reference"] == 1  # one process
+    for t in run.tests(test="test_ms_per_token"):
+        assert t["new_tokens_per_cycle"] == [2 * t["batch_size"] * 5]  # 2 streams x bs x 5 tokens
+        assert t["protocol"]["world_size"] == 2
+    assert run.results["backends"]["zero_bf16"]["info"]["world_size"] == 2
+    assert not [load for load in loads if pid_alive(load["pid"])]
+
+
+def test_killing_rank_1_fails_the_backend_and_leaves_no_rank(run_perf):
+    run = run_perf("-p", "tests.doubles", "--world-size", "2", "--worker-timeout", "120",
+                   "-k", "ms_per_token and double_zero_rank1_killed")
+    run.result.assert_outcomes(failed=2)
+    run.result.stdout.fnmatch_lines(["*double_zero_rank1_killed: a rank died during 'cycle'; rank 0 saw: *", "*worker stderr (tail*"])
+    assert [t["outcome"] for t in run.tests()] == ["worker crash"] * 2
+    loads = run.loads()
+    assert len(loads) == 2 and not [load for load in loads if pid_alive(load["pid"])]

@@ -31,6 +31,55 @@ def pytest_addoption(parser) -> None:
 def pytest_configure(config) -> None:
     # Every option is checked here, before collection and before any worker starts.
     config.stash[RESULTS] = Results(settings_mod.from_config(config))
+    if hasattr(config, "workerinput"):
+        _take_gpu_share(config.workerinput)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """pytest -n K: every test of one backend goes to the same xdist worker, so that the backend
+    still loads once. (xdist's own --dist loadgroup marks do not reach pytest 9's node ids.)"""
+    if config.option.dist != "load":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByBackend(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            # Ids carry the backend first: test_ms_per_token[accel_int8-bs8], test_x[zero_bf16].
+            if not nodeid.endswith("]"):
+                return nodeid
+            return nodeid.rpartition("[")[2][:-1].split("-")[0]
+
+    return ByBackend(config, log)
+
+
+def _take_gpu_share(workerinput: dict) -> None:
+    """Under pytest -n K, xdist worker i gets the i-th of K disjoint sets of the visible GPUs
+    (through CUDA_VISIBLE_DEVICES, which every backend worker it starts inherits)."""
+    import os
+    import subprocess
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        gpus = [g for g in visible.split(",") if g.strip()]
+    else:
+        try:
+            listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30).stdout
+        except (OSError, subprocess.SubprocessError):
+            listing = ""
+        gpus = [str(i) for i, line in enumerate(listing.splitlines()) if line.startswith("GPU ")]
+    if not gpus:
+        return  # CPU: the workers only run side by side
+    index, count = int(workerinput["workerid"].removeprefix("gw")), workerinput["workercount"]
+    if count > len(gpus):
+        raise pytest.UsageError(f"-n {count}: only {len(gpus)} GPU(s) visible; use at most -n {len(gpus)}")
+    os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(gpus[index * len(gpus) // count:(index + 1) * len(gpus) // count])
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:
+    output = getattr(node, "workeroutput", {}).get("perf")
+    if output:
+        node.config.stash[RESULTS].merge(output)
 
 
 def session_backends(config) -> dict:
@@ -68,10 +117,16 @@ def _is_perf_item(item) -> bool:
 
 def pytest_sessionfinish(session) -> None:
     results = session.config.stash.get(RESULTS, None)
-    if results is not None and results.records and not hasattr(session.config, "workerinput"):
-        if results.settings.update_baselines:
-            results.update_baselines()
-        results.write(results.settings.results)
+    if results is None or not results.records:
+        return
+    if hasattr(session.config, "workerinput"):  # an xdist worker: the controller writes
+        session.config.workeroutput["perf"] = results.worker_output()
+        return
+    if results.profile is None:  # the xdist controller collected nothing itself
+        results.prepare_baselines()
+    if results.settings.update_baselines:
+        results.update_baselines()
+    results.write(results.settings.results)
 
 
 def pytest_terminal_summary(terminalreporter, config) -> None:

@@ -62,6 +62,7 @@ class Results:
         self.baseline: dict | None = None  # the validated baseline file of this profile and model
         self.baseline_notes: list[str] = []
         self.memory_bandwidth: float | None = None  # GB/s, measured once per run (roofline)
+        self.merged_backends: dict = {}  # backend id -> info, from pytest-xdist workers
 
     def prepare_baselines(self) -> None:
         """Fingerprint the machine and read this profile's baseline file (BaselineError if bad)."""
@@ -142,10 +143,25 @@ class Results:
             "hardware_profile": self.profile,
             "memory_bandwidth_gb_s": self.memory_bandwidth,
             "baseline_file": str(self.baseline_file) if self.baseline_file else None,
-            "backends": {bid: {"info": h.info, "unavailable": h.unavailable, "failure": h.failure}
-                         for bid, h in self.handles.items()},
+            "backends": self.backends_json(),
             "tests": list(self.records.values()),
         }
+
+    def backends_json(self) -> dict:
+        return {**self.merged_backends,
+                **{bid: {"info": h.info, "unavailable": h.unavailable, "failure": h.failure}
+                   for bid, h in self.handles.items()}}
+
+    # -- pytest-xdist: each worker measures its backends; the controller merges and reports --
+    def worker_output(self) -> str:
+        return json.dumps({"records": self.records, "backends": self.backends_json(),
+                           "memory_bandwidth": self.memory_bandwidth})
+
+    def merge(self, output: str) -> None:
+        data = json.loads(output)
+        self.records.update(data["records"])
+        self.merged_backends.update(data["backends"])
+        self.memory_bandwidth = self.memory_bandwidth or data["memory_bandwidth"]
 
     def write(self, path: Path) -> None:
         tmp = path.with_name(path.name + ".tmp")

@@ -27,3 +27,18 @@ def test_killing_rank_1_fails_the_backend_and_leaves_no_rank(run_perf):
     assert [t["outcome"] for t in run.tests()] == ["worker crash"] * 2
     loads = run.loads()
     assert len(loads) == 2 and not [load for load in loads if pid_alive(load["pid"])]
+
+
+def test_xdist_gives_the_same_outcomes_and_keeps_each_backend_on_one_worker(run_perf):
+    select = ["-k", "accel_bf16 or ds_fp16 or zero_bf16"]
+    alone = run_perf(*select)
+    outcomes = {(t["test"], t["backend"], t["batch_size"]): t["outcome"] for t in alone.tests()}
+    alone.load_log.unlink()
+    spread = run_perf("-n", "2", *select)
+    assert {(t["test"], t["backend"], t["batch_size"]): t["outcome"] for t in spread.tests()} == outcomes
+    spread.result.stdout.fnmatch_lines(["*created: 2/2 workers*", "*perf results*", "accel_bf16 *ok", "zero_bf16 *ok"])
+    loads = [load["adapter"] for load in spread.loads()]
+    # One load per backend (its group stays on one xdist worker); the reference, once per worker that needs it.
+    assert loads.count("perf.adapters:AccelerateBf16") == 1 and loads.count("perf.adapters:DeepSpeedZeroBf16") == 1
+    timed = spread.tests(test="test_ms_per_token", backend="accel_bf16")
+    assert all(len(t["ms_per_token_samples"]) == 1 for t in timed)  # measured without pytest-benchmark

@@ -78,6 +78,9 @@ class Results:
                  .get(baselines.entry_key(record["batch_size"])))
         record["protocol"] = baselines.protocol_of(self.settings, handle.info)
         record["versions"] = handle.info.get("versions")
+        # Under pytest -n on GPUs each xdist worker sees its share of the GPUs: its own profile.
+        record["hardware_profile"] = self.profile
+        record["device_count"] = self.fingerprint["device_count"]
         verdict = baselines.judge(entry, record, record["protocol"])
         record["verdict"] = verdict.kind
         record["verdict_detail"] = verdict.describe()
@@ -93,15 +96,18 @@ class Results:
             pytest.fail(f"{verdict.describe()} against {self.baseline_file}", pytrace=False)
 
     def update_baselines(self) -> None:
-        entries: dict = {}
+        by_profile: dict = {}  # profile -> backend -> {bsN: entry}
         for rec in self.records.values():
             if rec["test"] == SPEED_TEST and (rec.get("ms_per_token") is not None or rec["outcome"] == "oom") \
                     and "protocol" in rec:
-                entries.setdefault(rec["backend"], {})[baselines.entry_key(rec["batch_size"])] = \
-                    baselines.entry_from(rec, rec["protocol"], self.fingerprint)
-        if entries:
-            self.baseline_notes = baselines.update(self.baseline_file, self.profile, self.settings.model_name,
-                                                   entries, force=self.settings.update_baselines == "force")
+                fp = {**self.fingerprint, "device_count": rec.get("device_count", self.fingerprint["device_count"])}
+                by_profile.setdefault(rec.get("hardware_profile") or self.profile, {}).setdefault(
+                    rec["backend"], {})[baselines.entry_key(rec["batch_size"])] = \
+                    baselines.entry_from(rec, rec["protocol"], fp)
+        for profile, entries in by_profile.items():
+            path = baselines.baseline_path(self.settings.baselines_dir, profile, self.settings.model_name)
+            self.baseline_notes += baselines.update(path, profile, self.settings.model_name, entries,
+                                                    force=self.settings.update_baselines == "force")
 
     def record(self, item) -> dict:
         params = getattr(item, "callspec", None)

@@ -97,8 +97,11 @@ def pytest_runtest_makereport(item, call):
     results = item.config.stash[RESULTS]
     if results.records.get(item.nodeid) is not None or _is_perf_item(item):
         results.on_report(item, report)
-        if report.when == "teardown" and not hasattr(item.config, "workerinput"):
-            results.write(results.settings.results)  # after every test: a killed run keeps its figures
+        if report.when == "teardown":
+            if results.settings.update_baselines:
+                results.update_baselines([results.records[item.nodeid]])
+            if not hasattr(item.config, "workerinput"):
+                results.write(results.settings.results)  # after every test: a killed run keeps its figures
     return report
 
 
@@ -124,8 +127,6 @@ def pytest_sessionfinish(session) -> None:
         return
     if results.profile is None:  # the xdist controller collected nothing itself
         results.prepare_baselines()
-    if results.settings.update_baselines:
-        results.update_baselines()
     results.write(results.settings.results)
 
 

@@ -95,9 +95,10 @@ class Results:
         if verdict.kind == REGRESSION or (verdict.kind == INCONCLUSIVE and self.settings.strict_perf):
             pytest.fail(f"{verdict.describe()} against {self.baseline_file}", pytrace=False)
 
-    def update_baselines(self) -> None:
+    def update_baselines(self, records) -> None:
+        """Write these records' entries (called after each ms/token test: a killed run keeps them)."""
         by_profile: dict = {}  # profile -> backend -> {bsN: entry}
-        for rec in self.records.values():
+        for rec in records:
             if rec["test"] == SPEED_TEST and (rec.get("ms_per_token") is not None or rec["outcome"] == "oom") \
                     and "protocol" in rec:
                 fp = {**self.fingerprint, "device_count": rec.get("device_count", self.fingerprint["device_count"])}
@@ -161,13 +162,14 @@ class Results:
     # -- pytest-xdist: each worker measures its backends; the controller merges and reports --
     def worker_output(self) -> str:
         return json.dumps({"records": self.records, "backends": self.backends_json(),
-                           "memory_bandwidth": self.memory_bandwidth})
+                           "memory_bandwidth": self.memory_bandwidth, "baseline_notes": self.baseline_notes})
 
     def merge(self, output: str) -> None:
         data = json.loads(output)
         self.records.update(data["records"])
         self.merged_backends.update(data["backends"])
         self.memory_bandwidth = self.memory_bandwidth or data["memory_bandwidth"]
+        self.baseline_notes += data["baseline_notes"]
 
     def write(self, path: Path) -> None:
         tmp = path.with_name(path.name + ".tmp")

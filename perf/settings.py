@@ -43,6 +43,11 @@ class Settings:
     strict_perf: bool = False
     world_size: int | None = None  # ranks of multi-rank backends; None: the visible GPUs (or 1)
 
+    @property
+    def random_weights(self) -> bool:
+        """A synthetic model (perf/synthetic.py): no meaningful text, near-flat distributions."""
+        return self.model_name.startswith("synthetic-")
+
     def world_size_for(self, spec) -> int:
         if not spec.multi_rank:
             return 1

@@ -122,9 +122,11 @@ class Results:
         })
 
     def on_report(self, item, report) -> None:
+        rec = self.record(item)
+        # Seconds per phase (setup includes a backend's load): what plans a time-limited GPU call.
+        rec.setdefault("seconds", {})[report.when] = round(report.duration, 3)
         if report.when != "call" and report.passed:
             return
-        rec = self.record(item)
         if rec["outcome"] == "oom":  # set by the test; the skip it raised says the same
             return
         if report.skipped:

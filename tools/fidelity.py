@@ -1,6 +1,6 @@
 """The article's own benchmark loop, outside the suite, to check that the suite measures the same.
 
-    python tools/fidelity.py --backend accel_bf16 --model PATH --batch-size 1 [--cycles 5]
+    python tools/fidelity.py --backend accel_bf16 --model PATH --batch-sizes 1,8 [--cycles 5]
                              [--compare perf-results.json]
 
 A reproduction of transformers-bloom-inference's `--benchmark` path (bloom-accelerate-inference.py
@@ -65,24 +65,34 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--backend", required=True)
     ap.add_argument("--model", required=True, help="a checkpoint folder (for a synthetic model: the folder the suite built)")
-    ap.add_argument("--batch-size", type=int, default=1)
+    ap.add_argument("--batch-sizes", default="1", help="comma-separated, timed one after another on one load (default: 1)")
     ap.add_argument("--new-tokens", type=int, default=100)
     ap.add_argument("--cycles", type=int, default=5)
     ap.add_argument("--compare", help="the suite's results file from the same machine")
     ap.add_argument("--tolerance", type=float, default=0.05)
     args = ap.parse_args()
-    tokenizer, model = load(args.backend, args.model)
-    ms = benchmark(tokenizer, model, args.batch_size, args.new_tokens, args.cycles)
-    out = {"backend": args.backend, "batch_size": args.batch_size, "ms_per_token": ms}
+    try:
+        batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+    except ValueError:
+        ap.error(f"--batch-sizes {args.batch_sizes!r}: expected comma-separated integers, e.g. 1,8")
+    suite = {}
     if args.compare:
         results = json.load(open(args.compare))
-        suite = next((t for t in results["tests"] if t["test"] == "test_ms_per_token" and t["backend"] == args.backend
-                      and t["batch_size"] == args.batch_size and t.get("ms_per_token")), None)
-        if suite is None:
-            sys.exit(f"{args.compare}: no ms/token of {args.backend} at bs={args.batch_size}")
-        out.update(suite_ms_per_token=suite["ms_per_token_article"], ratio=ms / suite["ms_per_token_article"])
-    print(json.dumps(out))
-    return 1 if "ratio" in out and abs(out["ratio"] - 1) > args.tolerance else 0
+        suite = {t["batch_size"]: t["ms_per_token_article"] for t in results["tests"]
+                 if t["test"] == "test_ms_per_token" and t["backend"] == args.backend and t.get("ms_per_token_article")}
+        missing = [b for b in batch_sizes if b not in suite]
+        if missing:
+            sys.exit(f"{args.compare}: no ms/token of {args.backend} at batch size {missing}")
+    tokenizer, model = load(args.backend, args.model)
+    outside = 0
+    for batch_size in batch_sizes:
+        ms = benchmark(tokenizer, model, batch_size, args.new_tokens, args.cycles)
+        out = {"backend": args.backend, "batch_size": batch_size, "ms_per_token": ms}
+        if args.compare:
+            out.update(suite_ms_per_token=suite[batch_size], ratio=ms / suite[batch_size])
+            outside += abs(out["ratio"] - 1) > args.tolerance
+        print(json.dumps(out), flush=True)
+    return 1 if outside else 0
 
 
 if __name__ == "__main__":

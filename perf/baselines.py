@@ -4,7 +4,8 @@
      "entries": {"accel_bf16": {"bs1": ENTRY, ...}, ...}}
 
 ENTRY: outcome ("ok" | "oom"), ms_per_token (null when oom), ttft_ms, peak_memory_mb (per
-device), samples {"ms_per_token": [...], "ttft_ms": [...]} (empty for published figures),
+device), samples {"ms_per_token": [...], "ttft_ms": [...], "host_probe_ms": [...]} (empty for
+published figures; host_probe_ms: perf.protocol.host_probe_ms around each cycle),
 threshold (relative, default 0.05), memory_threshold (default 0.10), provenance
 ({"kind": "measured", "date", "commit", "versions"} or {"kind": "published", "source"}), and
 protocol {"new_tokens", "cycles", "prompts", "int8_method", "world_size"}.
@@ -22,7 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from perf.verdicts import (IMPROVEMENT, NEW, NO_CHANGE, REFUSED, REGRESSION, Verdict,
-                           compare_samples, compare_to_value)
+                           compare_samples, compare_to_value, discount_host_drift)
 
 SCHEMA = 1
 DEFAULT_THRESHOLD = 0.05
@@ -125,6 +126,8 @@ def judge(entry: dict | None, record: dict, protocol: dict) -> Verdict:
     base_samples = entry["samples"].get("ms_per_token") or []
     if base_samples:
         speed = compare_samples(record["ms_per_token_samples"], base_samples, threshold)
+        speed = discount_host_drift(speed, record.get("host_probe_ms_samples"),
+                                    entry["samples"].get("host_probe_ms"), threshold)
     else:
         speed = compare_to_value(record["ms_per_token_samples"], entry["ms_per_token"], threshold)
     memory = _memory_regression(entry, record)
@@ -153,7 +156,8 @@ def entry_from(record: dict, protocol: dict, fingerprint: dict) -> dict:
         "ttft_ms": None if oom else record.get("ttft_ms"),
         "peak_memory_mb": None if oom else record["peak_memory"]["per_device_mb"],
         "samples": {} if oom else {"ms_per_token": record["ms_per_token_samples"],
-                                   "ttft_ms": record["ttft_ms_samples"]},
+                                   "ttft_ms": record["ttft_ms_samples"],
+                                   "host_probe_ms": record.get("host_probe_ms_samples", [])},
         "threshold": DEFAULT_THRESHOLD if fingerprint.get("device_count") else CPU_THRESHOLD,
         "memory_threshold": DEFAULT_MEMORY_THRESHOLD if fingerprint.get("device_count") else CPU_MEMORY_THRESHOLD,
         "provenance": {"kind": "measured", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),

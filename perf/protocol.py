@@ -1,5 +1,6 @@
 """The seed measurement protocol (DESIGN.md, "Measurement"): the prompts and defaults of
 transformers-bloom-inference's `--benchmark` loop, which produced the article's tables."""
+import time
 
 # The 8 prompts of transformers-bloom-inference, repeated up to the batch size.
 PROMPTS = (
@@ -25,3 +26,19 @@ def batch_prompts(batch_size: int) -> list[str]:
 
 # Fixed text for the teacher-forced logits comparison: every position is scored.
 SCORING_TEXTS = PROMPTS
+
+
+# The host's own speed, taken right before and after every timed cycle. Decoding at small batch
+# sizes is bound by the Python and kernel-launch work of the host CPU, and on the lent H200 that
+# CPU's speed drifted 2x within a minute (docs/results/h200-host-noise.txt: the same loop took
+# 65 ms, then 140 ms for 40 s). A verdict uses it to tell a slower backend from a slower host.
+HOST_PROBE_LOOPS = 200_000
+
+
+def host_probe_ms() -> float:
+    """Milliseconds of a fixed pure-Python loop (about 6 ms on a quiet server core)."""
+    start = time.perf_counter()
+    total = 0
+    for i in range(HOST_PROBE_LOOPS):
+        total += i
+    return 1000 * (time.perf_counter() - start)

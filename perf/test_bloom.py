@@ -124,6 +124,7 @@ def test_ms_per_token(backend, batch_size, benchmark, perf_settings, perf_run, p
         # The article's figure: total time of all cycles over all their new tokens.
         "ms_per_token_article": 1000 * sum(c["seconds"] for c in timed) / sum(c["new_tokens"] for c in timed),
         "cycle_seconds": [c["seconds"] for c in timed],
+        "host_probe_ms_samples": [c["host_probe_ms"] for c in timed],
         "new_tokens_per_cycle": [c["new_tokens"] for c in timed],
         "ttft_ms": 1000 * statistics.median(ttft),
         "ttft_ms_samples": [1000 * t for t in ttft],

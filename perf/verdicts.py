@@ -95,3 +95,22 @@ def compare_to_value(new: list[float], value: float, tolerance: float) -> Verdic
     kind = REGRESSION if change > tolerance else IMPROVEMENT if change < -tolerance else NO_CHANGE
     return Verdict(kind, change, detail=f"(against one published figure, tolerance {tolerance:.0%}; "
                                         "no spread available)")
+
+
+def discount_host_drift(verdict: Verdict, new_probe: list[float] | None, base_probe: list[float] | None,
+                        threshold: float) -> Verdict:
+    """A REGRESSION (IMPROVEMENT) stands only if it outlasts the host CPU's own slowdown (speed-up)
+    between the two runs: the interval's near end, less the host slowdown that the host probe's
+    interval is sure of (its near end), must still clear the threshold. Otherwise the host may
+    explain it: INCONCLUSIVE, saying so. The discount is whole, as if every cycle were host-bound
+    (small batches are; large ones less): a drifting host can hide a change, not raise one."""
+    if verdict.kind not in (REGRESSION, IMPROVEMENT) or not new_probe or not base_probe:
+        return verdict
+    host, host_low, host_high, _ = hodges_lehmann(new_probe, base_probe)
+    limit = math.log1p(threshold)
+    if (verdict.kind == REGRESSION and host_low > 0 and math.log1p(verdict.low) - host_low <= limit) or \
+            (verdict.kind == IMPROVEMENT and host_high < 0 and math.log1p(verdict.high) - host_high >= -limit):
+        return Verdict(INCONCLUSIVE, verdict.change, verdict.low, verdict.high,
+                       f"{verdict.detail}; the host CPU itself ran {math.expm1(host):+.1%} against the "
+                       "baseline's (host probe), which may explain it: rerun on a quieter host")
+    return verdict

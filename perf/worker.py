@@ -72,6 +72,7 @@ class Session:
     def cycle(self, batch_size: int, new_tokens: int) -> dict:
         """One timed call of the seed protocol: tokenize + generate + decode, between syncs."""
         prompts = protocol.batch_prompts(batch_size)
+        probe_before = protocol.host_probe_ms()
         self.adapter.synchronize()
         start = time.perf_counter()
         inputs, out = self._generate(prompts, new_tokens)
@@ -80,7 +81,8 @@ class Session:
         seconds = time.perf_counter() - start
         # As transformers-bloom-inference counts: output length - padded input length, per row.
         tokens = (out.shape[1] - inputs["input_ids"].shape[1]) * out.shape[0]
-        return {"seconds": seconds, "new_tokens": tokens * self.adapter.streams}
+        return {"seconds": seconds, "new_tokens": tokens * self.adapter.streams,
+                "host_probe_ms": (probe_before + protocol.host_probe_ms()) / 2}
 
     def first_token(self, batch_size: int) -> dict:
         """Time to first token: the same call with one new token (prefill + one decode step)."""

@@ -49,23 +49,40 @@ class OomFromBatch4(Reference):
 
 
 class Paced(Reference):
-    """A backend with steady timing, as on a quiet GPU: generate (the real one) is padded to a
-    fixed 0.5 s, times 1 + PERF_DOUBLE_SLOWDOWN for `double_slowed`. This CPU VM's own
-    process-to-process noise (10-40% on the embedded model) would otherwise decide the verdicts
-    of a test about the verdict machinery."""
+    """A backend with steady timing on a steady host, as on a quiet GPU: generate (the real one) is
+    padded to a fixed 0.5 s and the host probe reads a fixed 6 ms. `double_slowed`'s generate is
+    1 + PERF_DOUBLE_SLOWDOWN times longer (the backend got slower); `double_host_slowed`'s generate
+    and probe are both 1 + PERF_DOUBLE_HOST_SLOWDOWN times longer (the host got slower). This CPU
+    VM's own process-to-process noise (10-40% on the embedded model) would otherwise decide the
+    verdicts of a test about the verdict machinery."""
     PACE_S = 0.5  # well above the real generate (tens of ms, more when the CPU is shared)
+    PROBE_MS = 6.0
+
+    def slowdown(self, name: str) -> float:
+        return float(os.environ.get(name, "0")) if self.options.get(name) else 0.0
+
+    def load(self, model):
+        from perf import protocol
+        host = self.slowdown("PERF_DOUBLE_HOST_SLOWDOWN")
+        protocol.host_probe_ms = lambda: self.PROBE_MS * (1 + host)  # read by the worker around each cycle
+        return super().load(model)
 
     def generate(self, inputs, **kwargs):
         start = time.perf_counter()
         out = super().generate(inputs, **kwargs)
-        slowdown = float(os.environ.get("PERF_DOUBLE_SLOWDOWN", "0")) if self.options.get("slowed") else 0.0
+        slowdown = self.slowdown("PERF_DOUBLE_SLOWDOWN") + self.slowdown("PERF_DOUBLE_HOST_SLOWDOWN")
         time.sleep(max(0.0, self.PACE_S * (1 + slowdown) - (time.perf_counter() - start)))
         return out
 
 
 class Slowed(Paced):
     def __init__(self, options):
-        super().__init__({**options, "slowed": True})
+        super().__init__({**options, "PERF_DOUBLE_SLOWDOWN": True})
+
+
+class HostSlowed(Paced):
+    def __init__(self, options):
+        super().__init__({**options, "PERF_DOUBLE_HOST_SLOWDOWN": True})
 
 
 class PerturbedWeights(Reference):
@@ -92,6 +109,8 @@ DOUBLES = {spec.id: spec for spec in (
                 "tests.doubles:ZeroRank1Killed", multi_rank=True),
     BackendSpec("double_steady", "fp32", "steady timing", "tests.doubles:Paced"),
     BackendSpec("double_slowed", "fp32", "steady, slowed by PERF_DOUBLE_SLOWDOWN", "tests.doubles:Slowed"),
+    BackendSpec("double_host_slowed", "fp32", "steady, on a host slowed by PERF_DOUBLE_HOST_SLOWDOWN",
+                "tests.doubles:HostSlowed"),
 )}
 
 

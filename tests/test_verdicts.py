@@ -8,7 +8,8 @@ import pytest
 
 from perf.baselines import CPU_THRESHOLD
 from perf.verdicts import (IMPROVEMENT, INCONCLUSIVE, NO_CHANGE, REGRESSION, compare_samples,
-                           compare_to_value, hodges_lehmann, mann_whitney_counts, moses_rank)
+                           compare_to_value, discount_host_drift, hodges_lehmann, mann_whitney_counts,
+                           moses_rank)
 
 
 def test_mann_whitney_null_distribution_small_cases():
@@ -53,6 +54,38 @@ def test_a_shift_near_the_threshold_with_noise_is_inconclusive():
     new = [10.5 * math.exp(rng.gauss(0, 0.04)) for _ in range(5)]
     verdict = compare_samples(new, base, 0.05)
     assert verdict.kind == INCONCLUSIVE and "--cycles" in verdict.detail
+
+
+# The H200 A/A pair that gave a false REGRESSION (accel_int8 bs32 of synthetic-bloom-560m, run 2
+# against run 1, docs/results/synthetic-bloom-560m-1xH200-run*.json), with host probes as the
+# lent machine showed them (docs/results/h200-host-noise.txt: 65-75 ms, then 120-140 ms).
+AA_RUN1 = [1.27, 1.18, 1.34, 1.14, 1.46]
+AA_RUN2 = [1.99, 1.47, 1.42, 2.06, 2.29]
+QUIET_PROBE = [6.5, 6.9, 6.6, 7.1, 6.7]
+
+
+def test_a_slower_host_turns_a_regression_into_inconclusive_and_names_it():
+    verdict = compare_samples(AA_RUN2, AA_RUN1, 0.05)
+    assert verdict.kind == REGRESSION
+    busy_probe = [12.4, 13.1, 11.9, 13.6, 12.8]
+    discounted = discount_host_drift(verdict, busy_probe, QUIET_PROBE, 0.05)
+    assert discounted.kind == INCONCLUSIVE and "host CPU itself ran +89.9%" in discounted.detail
+    assert (discounted.change, discounted.low, discounted.high) == (verdict.change, verdict.low, verdict.high)
+    # A faster host likewise leaves an improvement undecided.
+    improvement = compare_samples(AA_RUN1, AA_RUN2, 0.05)
+    assert improvement.kind == IMPROVEMENT
+    assert discount_host_drift(improvement, QUIET_PROBE, busy_probe, 0.05).kind == INCONCLUSIVE
+
+
+def test_host_drift_within_the_probes_own_noise_or_against_the_change_discounts_nothing():
+    verdict = compare_samples(AA_RUN2, AA_RUN1, 0.05)
+    jittered = [6.9, 6.4, 7.2, 6.6, 7.0]  # the same quiet host: the probe's interval holds 0
+    assert discount_host_drift(verdict, jittered, QUIET_PROBE, 0.05) == verdict
+    faster_host = [x * 0.7 for x in QUIET_PROBE]  # slower despite a faster host: still a regression
+    assert discount_host_drift(verdict, faster_host, QUIET_PROBE, 0.05) == verdict
+    assert discount_host_drift(verdict, None, QUIET_PROBE, 0.05) == verdict  # old baselines: no probe
+    slowdown = compare_samples([x * 1.6 for x in AA_RUN1], AA_RUN1, 0.05)  # 60% beyond a 10% host drift
+    assert discount_host_drift(slowdown, [x * 1.1 for x in QUIET_PROBE], QUIET_PROBE, 0.05) == slowdown
 
 
 def test_aa_runs_at_2_percent_noise_never_regress():

@@ -7,13 +7,20 @@ A reproduction of transformers-bloom-inference's `--benchmark` path (bloom-accel
 and bloom-ds-inference.py): load the model the script's way, one warm-up generate, then `cycles`
 calls of tokenize + generate + decode between two `torch.cuda.synchronize()`, and ms/token =
 elapsed / the sum of new tokens (output length - padded input length per row). Only the loading
-and this loop; none of the suite's code. With --compare, the suite's figure for the same backend
-and batch size is read from its results file and the ratio printed; exit 1 beyond --tolerance.
+and this loop; none of the suite's code but its host probe, taken before and after the loop (the
+lent H200's CPU speed drifted 2x within a minute, so a ratio comes with the hosts' ratio). With
+--compare, the suite's figure for the same backend and batch size is read from its results file
+and the ratio printed; exit 1 beyond --tolerance.
 """
 import argparse
 import json
+import statistics
 import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from perf.protocol import host_probe_ms  # noqa: E402  (the host's speed, not part of the measurement)
 
 PROMPTS = ["DeepSpeed is a machine learning framework", "He is working on", "He has a", "He got all",
            "Everyone is happy and I can", "The new movie that got Oscar this year",
@@ -53,12 +60,13 @@ def benchmark(tokenizer, model, batch_size: int, new_tokens: int, cycles: int) -
         return sum(new)
 
     generate()  # warm-up
+    probe_before = host_probe_ms()
     sync()
     start, total = time.time(), 0
     for _ in range(cycles):
         total += generate()
     sync()
-    return 1000 * (time.time() - start) / total
+    return 1000 * (time.time() - start) / total, (probe_before + host_probe_ms()) / 2
 
 
 def main() -> int:
@@ -78,7 +86,7 @@ def main() -> int:
     suite = {}
     if args.compare:
         results = json.load(open(args.compare))
-        suite = {t["batch_size"]: t["ms_per_token_article"] for t in results["tests"]
+        suite = {t["batch_size"]: t for t in results["tests"]
                  if t["test"] == "test_ms_per_token" and t["backend"] == args.backend and t.get("ms_per_token_article")}
         missing = [b for b in batch_sizes if b not in suite]
         if missing:
@@ -86,10 +94,13 @@ def main() -> int:
     tokenizer, model = load(args.backend, args.model)
     outside = 0
     for batch_size in batch_sizes:
-        ms = benchmark(tokenizer, model, batch_size, args.new_tokens, args.cycles)
-        out = {"backend": args.backend, "batch_size": batch_size, "ms_per_token": ms}
+        ms, probe = benchmark(tokenizer, model, batch_size, args.new_tokens, args.cycles)
+        out = {"backend": args.backend, "batch_size": batch_size, "ms_per_token": ms, "host_probe_ms": probe}
         if args.compare:
-            out.update(suite_ms_per_token=suite[batch_size], ratio=ms / suite[batch_size])
+            theirs = suite[batch_size]
+            out.update(suite_ms_per_token=theirs["ms_per_token_article"], ratio=ms / theirs["ms_per_token_article"])
+            if theirs.get("host_probe_ms_samples"):  # a ratio far from 1 with the host's as far says "host"
+                out["host_ratio"] = probe / statistics.median(theirs["host_probe_ms_samples"])
             outside += abs(out["ratio"] - 1) > args.tolerance
         print(json.dumps(out), flush=True)
     return 1 if outside else 0

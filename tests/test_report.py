@@ -70,6 +70,24 @@ def test_against_a_baseline_store_with_skipped_and_oom_cells(tmp_path, capsys):
     assert "1 regression" in text.splitlines()[0] and "2 skipped" in text.splitlines()[0]
 
 
+def test_a_run_split_over_several_results_files_reports_as_one(tmp_path, capsys):
+    # As on a time-limited GPU lease: one run made as two calls with -k, one backend each.
+    data = json.loads(RUN2.read_text())
+    halves = []
+    for i, keep in enumerate((("accel_bf16",), ("accel_int8", "ds_fp16"))):
+        half = tmp_path / f"half{i}.json"
+        half.write_text(json.dumps({**data, "tests": [t for t in data["tests"] if t["backend"] in keep]}))
+        halves.append(str(half))
+    assert report.main([str(RUN2), "--against", str(RUN1), "--fail-on", "never"]) == 0
+    whole = capsys.readouterr().out
+    assert report.main([*halves, "--against", str(RUN1), "--fail-on", "never"]) == 0
+    assert capsys.readouterr().out == whole
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({**data, "model": "tiny-bloom"}))
+    assert report.main([halves[0], str(other)]) == 2
+    assert "only files of one model and hardware profile merge" in capsys.readouterr().err
+
+
 def test_plot_is_a_png(tmp_path):
     png = tmp_path / "plot.png"
     assert report.main([str(RUN2), "--against", str(RUN1), "--plot", str(png), "--out", str(tmp_path / "r.md"),

@@ -1,6 +1,6 @@
 """Render a perf run as markdown for a PR comment or a job summary, against baselines or another run.
 
-    python tools/report.py RESULTS [--against BASELINES_DIR | --against BASELINE.json | --against OTHER_RESULTS]
+    python tools/report.py RESULTS... [--against BASELINES_DIR | --against BASELINE.json | --against OTHER_RESULTS]
                            [--out report.md] [--plot plot.png] [--fail-on regression|inconclusive|never]
     python tools/report.py --baseline-only baselines/8xA100-80GB/bigscience--bloom.json
 
@@ -40,13 +40,28 @@ def read_json(path: Path, what: str) -> dict:
         raise ReportError(f"{path}: {what} is not valid JSON (empty or truncated?)") from None
 
 
-def read_results(path: Path) -> dict:
-    data = read_json(path, "results file")
-    if not isinstance(data, dict) or "tests" not in data or "model" not in data:
-        raise ReportError(f"{path}: not a results file of this suite (no 'model'/'tests')")
-    if not [t for t in data["tests"] if t["test"] == SPEED_TEST]:
-        raise ReportError(f"{path}: the results file holds no ms/token test")
-    return data
+def read_results(paths: list[Path]) -> dict:
+    """One run's results; several files (one run split over calls with -k, as in a time-limited
+    GPU lease) are merged, tests by node id, later files winning, if model and profile agree."""
+    merged = None
+    for path in paths:
+        data = read_json(path, "results file")
+        if not isinstance(data, dict) or "tests" not in data or "model" not in data:
+            raise ReportError(f"{path}: not a results file of this suite (no 'model'/'tests')")
+        if merged is None:
+            merged = {**data, "tests": {t["nodeid"]: t for t in data["tests"]}}
+            first = path
+            continue
+        for key in ("model", "hardware_profile"):
+            if data.get(key) != merged.get(key):
+                raise ReportError(f"{path}: {key} {data.get(key)!r}, but {first} has {merged.get(key)!r}; "
+                                  "only files of one model and hardware profile merge")
+        merged["tests"].update({t["nodeid"]: t for t in data["tests"]})
+        merged["memory_bandwidth_gb_s"] = merged.get("memory_bandwidth_gb_s") or data.get("memory_bandwidth_gb_s")
+    merged["tests"] = list(merged["tests"].values())
+    if not [t for t in merged["tests"] if t["test"] == SPEED_TEST]:
+        raise ReportError(f"{', '.join(map(str, paths))}: no ms/token test in the results")
+    return merged
 
 
 def title(backend: str) -> str:
@@ -281,7 +296,8 @@ def _write_atomically(path: Path, write) -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("results", nargs="?", help="the suite's results file (--results)")
+    ap.add_argument("results", nargs="*", help="the suite's results file (--results); several files of one "
+                                                "run split with -k are merged")
     ap.add_argument("--against", help="a baseline store (folder), a baseline file, or another results file")
     ap.add_argument("--out", help="write the markdown here (default: stdout)")
     ap.add_argument("--plot", help="write a PNG of ms/token against batch size here")
@@ -292,7 +308,7 @@ def main(argv=None) -> int:
         if args.baseline_only:
             text, counts = render_baseline(Path(args.baseline_only)), {}
         elif args.results:
-            results = read_results(Path(args.results))
+            results = read_results([Path(p) for p in args.results])
             base, described = base_side(results, args.against)
             text, counts = render(results, base, described)
             if args.plot:

@@ -40,6 +40,12 @@ class Adapter:
         from transformers import AutoTokenizer
         self.tokenizer = AutoTokenizer.from_pretrained(model, padding_side="left")
 
+    def max_memory(self) -> dict | None:
+        """--max-memory, for from_pretrained. The JSON pipe turned GPU indices into strings;
+        accelerate wants ints (it reads "0" as an unknown device)."""
+        spec = self.options.get("max_memory")
+        return spec and {int(k) if str(k).isdigit() else k: v for k, v in spec.items()}
+
     # -- running ---------------------------------------------------------------------------
     @property
     def input_device(self) -> torch.device:
@@ -120,9 +126,12 @@ class AccelerateBf16(Adapter):
     def load(self, model: str) -> dict:
         from transformers import AutoModelForCausalLM
         self.load_tokenizer(model)
+        max_memory = self.max_memory()
+        # A copy: accelerate rewrites the sizes in the dict it gets, as bytes.
         self.model = AutoModelForCausalLM.from_pretrained(
-            model, device_map="auto", **dtype_kwargs(self.dtype)).eval()
-        return {"dtype": "bf16", "device_map": sorted({str(d) for d in getattr(self.model, "hf_device_map", {"": self.input_device}).values()})}
+            model, device_map="auto", max_memory=max_memory and dict(max_memory), **dtype_kwargs(self.dtype)).eval()
+        return {"dtype": "bf16", "max_memory": max_memory,
+                "device_map": sorted({str(d) for d in getattr(self.model, "hf_device_map", {"": self.input_device}).values()})}
 
 
 class AccelerateInt8(Adapter):
@@ -132,14 +141,16 @@ class AccelerateInt8(Adapter):
         import bitsandbytes as bnb
         from transformers import AutoModelForCausalLM, BitsAndBytesConfig
         self.load_tokenizer(model)
+        # On the CPU everything loads onto the CPU (device_map="cpu"): no placement to bound.
+        max_memory = self.max_memory() if self.cuda else None
         self.model = AutoModelForCausalLM.from_pretrained(
-            model, device_map="auto" if self.cuda else "cpu",
+            model, device_map="auto" if self.cuda else "cpu", max_memory=max_memory and dict(max_memory),
             quantization_config=BitsAndBytesConfig(load_in_8bit=True),
             **dtype_kwargs(torch.float16 if self.cuda else torch.bfloat16)).eval()
         int8 = sum(isinstance(m, bnb.nn.Linear8bitLt) for m in self.model.modules())
         if int8 == 0:
             raise RuntimeError("BitsAndBytesConfig(load_in_8bit=True) left no bnb Linear8bitLt layer")
-        return {"dtype": "int8", "int8_method": "bitsandbytes LLM.int8", "int8_layers": int8}
+        return {"dtype": "int8", "int8_method": "bitsandbytes LLM.int8", "int8_layers": int8, "max_memory": max_memory}
 
 
 def init_single_rank() -> int:

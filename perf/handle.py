@@ -23,8 +23,10 @@ class BackendHandle:
         env = settings.env_for(spec.id)
         try:
             self.worker = Worker(spec.id, env.python, list(env.pythonpath), settings.worker_timeout, log_dir,
-                                 world_size=settings.world_size_for(spec))
-            self.info = self.worker.call("load", adapter=spec.adapter, model=settings.model, options={})
+                                 world_size=settings.world_size_for(spec), hostfile=settings.hostfile)
+            self.info = self.worker.call("load", adapter=spec.adapter, model=settings.model,
+                                         options={"max_memory": settings.max_memory})
+            self.info["launch"] = self.worker.command  # how its ranks were started (torchrun, DeepSpeed)
         except RemoteError as exc:
             if exc.kind == "unavailable":
                 self.unavailable = exc.error.partition(": ")[2]

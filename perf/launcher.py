@@ -29,10 +29,17 @@ class RemoteError(Exception):
         self.kind, self.error, self.traceback = kind, error, traceback
 
 
-def launch_command(python: str, world_size: int = 1) -> list[str]:
-    """One rank: the worker itself. N ranks on this node: torchrun, rank 0 answering pytest."""
+def launch_command(python: str, world_size: int = 1, hostfile: Path | None = None) -> list[str]:
+    """One rank: the worker itself. N ranks on this node: torchrun, or DeepSpeed's launcher given a
+    hostfile (of one host: perf/settings.py). Rank 0 answers pytest on the inherited pipes."""
     if world_size == 1:
         return [python, "-u", "-m", "perf.worker"]
+    if hostfile is not None:
+        # DeepSpeed's runner starts a one-host hostfile here, without ssh (so no ssh check);
+        # the slots are the ranks, so no --num_gpus; the worker takes no --local_rank argument.
+        return [python, "-u", "-m", "deepspeed.launcher.runner", f"--hostfile={hostfile}", "--no_ssh_check",
+                "--master_addr=127.0.0.1", f"--master_port={free_port()}", "--no_local_rank",
+                "--module", "perf.worker"]
     return [python, "-u", "-m", "torch.distributed.run", f"--nproc-per-node={world_size}",
             "--master-addr=127.0.0.1", f"--master-port={free_port()}", "-m", "perf.worker"]
 
@@ -46,7 +53,7 @@ def free_port() -> int:
 
 class Worker:
     def __init__(self, name: str, python: str, pythonpath: list[str], timeout: float, log_dir: Path,
-                 env: dict | None = None, world_size: int = 1):
+                 env: dict | None = None, world_size: int = 1, hostfile: Path | None = None):
         self.name = name
         self.timeout = timeout
         self.log_path = Path(log_dir) / f"{name}.worker.log"
@@ -60,8 +67,9 @@ class Worker:
         environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "w+b")
+        self.command = launch_command(python, world_size, hostfile)
         try:
-            self.proc = subprocess.Popen(launch_command(python, world_size), stdin=subprocess.PIPE,
+            self.proc = subprocess.Popen(self.command, stdin=subprocess.PIPE,
                                          stdout=subprocess.PIPE, stderr=self._log, env=environ,
                                          cwd=REPO, start_new_session=True)
         except OSError as exc:
@@ -84,7 +92,7 @@ class Worker:
         except BrokenPipeError:
             self._fail(f"{self.name}: worker died before {op!r}")
         line = self._read_line(op, self.timeout if timeout is None else timeout)
-        while not line.startswith(b"{"):  # torchrun may print on stdout too: not a reply
+        while not line.startswith(b"{"):  # torchrun and DeepSpeed's launcher print on stdout too: not a reply
             line = self._read_line(op, self.timeout if timeout is None else timeout)
         reply = json.loads(line)
         if not reply["ok"]:

@@ -42,6 +42,8 @@ class Settings:
     update_baselines: str | None = None  # None, "yes" or "force"
     strict_perf: bool = False
     world_size: int | None = None  # ranks of multi-rank backends; None: the visible GPUs (or 1)
+    hostfile: Path | None = None  # DeepSpeed hostfile: multi-rank backends start with DeepSpeed's launcher
+    max_memory: dict | None = None  # accelerate's max_memory for accel_* ({0: "70GiB", "cpu": ...}); None: its default
 
     @property
     def random_weights(self) -> bool:
@@ -91,7 +93,15 @@ def add_options(parser) -> None:
                     help="fail INCONCLUSIVE verdicts too (default: only REGRESSION fails)")
     group.addoption("--world-size", default=None, metavar="N",
                     help="ranks for ds_fp16 and zero_bf16, started with torchrun (default: the "
-                         "visible GPUs, 1 on CPU); accel_* always run as one process")
+                         "visible GPUs, 1 on CPU; with --hostfile, its slots); accel_* always run "
+                         "as one process")
+    group.addoption("--hostfile", default=None, metavar="PATH",
+                    help="start ds_fp16 and zero_bf16 with DeepSpeed's launcher on the host of this "
+                         "DeepSpeed hostfile ('HOST slots=N'); the ranks are its slots. One host for "
+                         "now: pytest's requests cannot reach rank 0 through pdsh (README)")
+    group.addoption("--max-memory", default=None, metavar="DEVICE=SIZE,...",
+                    help="accelerate's max_memory for accel_*, e.g. 0=70GiB,1=70GiB,cpu=200GiB "
+                         "(default: accelerate's, the free memory of each device)")
     group.addoption("--worker-timeout", default=str(DEFAULT_WORKER_TIMEOUT), metavar="SECONDS",
                     help="kill a backend worker that does not answer one request in this time "
                          f"(default: {DEFAULT_WORKER_TIMEOUT:g})")
@@ -120,6 +130,75 @@ def parse_batch_sizes(text: str) -> list[int]:
                 f"give a comma-separated list such as --batch-sizes 1,8,32")
         sizes.append(size)
     return sorted(set(sizes))
+
+
+MEMORY_SIZE = re.compile(r"^\d+(\.\d+)?(KiB|MiB|GiB|KB|MB|GB)$")  # what accelerate reads as bytes
+
+
+def parse_max_memory(text: str) -> dict:
+    """--max-memory 0=70GiB,cpu=200GiB -> {0: "70GiB", "cpu": "200GiB"}: accelerate's max_memory
+    (GPU indices as ints, as accelerate wants them; sizes left for accelerate to convert)."""
+    expected = ("give DEVICE=SIZE,... such as --max-memory 0=70GiB,1=70GiB,cpu=200GiB (DEVICE: a GPU "
+                "index, cpu or disk; SIZE: bytes, or a number with KiB, MiB, GiB, KB, MB or GB)")
+    spec: dict = {}
+    for part in text.split(","):
+        device, _, size = (s.strip() for s in part.partition("="))
+        key = int(device) if device.isdigit() else device
+        known_device = isinstance(key, int) or key in ("cpu", "disk")
+        if not known_device or not (size.isdigit() or MEMORY_SIZE.match(size)):
+            raise pytest.UsageError(f"--max-memory {text!r}: {part.strip()!r} is not DEVICE=SIZE; {expected}")
+        if key in spec:
+            raise pytest.UsageError(f"--max-memory {text!r}: device {key!r} is given twice; {expected}")
+        spec[key] = int(size) if size.isdigit() else size  # accelerate takes bytes as an int only
+    return spec
+
+
+HOSTFILE_LINE = re.compile(r"^(\S+)\s+slots=(\d+)$")
+
+
+def read_hostfile(text: str) -> tuple[Path, dict[str, int]]:
+    """A DeepSpeed hostfile ('HOST slots=N' per line; blank lines and # comments skipped):
+    (its absolute path, since workers start in the repository; {host: slots})."""
+    path = Path(text).expanduser().resolve()
+    form = "expected 'HOST slots=N' lines (DeepSpeed's hostfile format), N > 0, each host once"
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise pytest.UsageError(f"--hostfile {text!r}: cannot read {path}: {exc}") from None
+    hosts: dict[str, int] = {}
+    for number, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        match = HOSTFILE_LINE.match(line)
+        if not match or int(match[2]) == 0 or match[1] in hosts:
+            raise pytest.UsageError(f"--hostfile {text!r}: line {number} of {path} is {line!r}; {form}")
+        hosts[match[1]] = int(match[2])
+    if not hosts:
+        raise pytest.UsageError(f"--hostfile {text!r}: {path} lists no host; {form}")
+    if len(hosts) > 1:
+        # With several hosts DeepSpeed's runner starts every node, this one included, through
+        # pdsh, which forwards no stdin and prefixes each output line with the host name: rank 0
+        # would never see pytest's requests (README, "How it works").
+        raise pytest.UsageError(
+            f"--hostfile {text!r}: {path} lists {len(hosts)} hosts ({', '.join(hosts)}); this suite "
+            "runs one host for now: DeepSpeed starts several through pdsh, which does not carry "
+            "pytest's requests to rank 0. Give one line, e.g. 'localhost slots=8'")
+    return path, hosts
+
+
+def world_size_and_hostfile(world_size: str | None, hostfile: str | None) -> tuple[int | None, Path | None]:
+    """--world-size and --hostfile: with a hostfile the ranks are its slots, and --world-size, if
+    given, must agree."""
+    ranks = _positive("--world-size", world_size) if world_size else None
+    if hostfile is None:
+        return ranks, None
+    path, hosts = read_hostfile(hostfile)
+    slots = sum(hosts.values())
+    if ranks not in (None, slots):
+        raise pytest.UsageError(f"--world-size {ranks} but --hostfile {hostfile!r} has {slots} slots; "
+                                "the ranks are the hostfile's slots: drop --world-size or make them agree")
+    return slots, path
 
 
 def resolve_model(text: str | None) -> tuple[str, str]:
@@ -204,6 +283,8 @@ def from_config(config) -> Settings:
     opt = config.getoption
     model, name = resolve_model(opt("--model"))
     sizes = opt("--batch-sizes")
+    world_size, hostfile = world_size_and_hostfile(opt("--world-size"), opt("--hostfile"))
+    max_memory = opt("--max-memory")
     return Settings(
         model=model, model_name=name,
         batch_sizes=parse_batch_sizes(sizes) if sizes is not None else None,
@@ -216,7 +297,8 @@ def from_config(config) -> Settings:
         hardware=opt("--hardware"),
         update_baselines=_update_mode(opt("--update-baselines")),
         strict_perf=opt("--strict-perf"),
-        world_size=_positive("--world-size", opt("--world-size")) if opt("--world-size") else None,
+        world_size=world_size, hostfile=hostfile,
+        max_memory=parse_max_memory(max_memory) if max_memory is not None else None,
     )
 
 

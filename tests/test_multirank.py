@@ -1,6 +1,8 @@
-"""Backends as several ranks (torchrun) on the CPU: gloo carries the requests, DeepSpeed ZeRO-3
-runs for real; rank 0 answers pytest, the others follow."""
+"""Backends as several ranks (torchrun, or DeepSpeed's launcher with --hostfile) on the CPU: gloo
+carries the requests, DeepSpeed ZeRO-3 runs for real; rank 0 answers pytest, the others follow."""
 from collections import Counter
+
+import pytest
 
 from tests.conftest import pid_alive
 
@@ -19,8 +21,22 @@ def test_zero_with_two_ranks_counts_both_ranks_tokens_and_passes_correctness(run
     assert not [load for load in loads if pid_alive(load["pid"])]
 
 
-def test_killing_rank_1_fails_the_backend_and_leaves_no_rank(run_perf):
-    run = run_perf("-p", "tests.doubles", "--world-size", "2", "--worker-timeout", "120",
+def test_zero_from_a_one_host_hostfile_runs_under_deepspeeds_launcher(run_perf, tmp_path):
+    (tmp_path / "hostfile").write_text("localhost slots=2\n")
+    run = run_perf("--hostfile", str(tmp_path / "hostfile"), "-k", "zero_bf16")
+    run.result.assert_outcomes(passed=5)
+    info = run.results["backends"]["zero_bf16"]["info"]
+    assert info["world_size"] == 2 and info["launch"][3:5] == ["deepspeed.launcher.runner", f"--hostfile={tmp_path / 'hostfile'}"]
+    ranks = [load for load in run.loads() if load["adapter"] == "perf.adapters:DeepSpeedZeroBf16"]
+    assert len({load["pid"] for load in ranks}) == 2
+    assert not [load for load in run.loads() if pid_alive(load["pid"])]
+
+
+@pytest.mark.parametrize("launcher", ["torchrun", "deepspeed"])
+def test_killing_rank_1_fails_the_backend_and_leaves_no_rank(run_perf, tmp_path, launcher):
+    (tmp_path / "hostfile").write_text("localhost slots=2\n")
+    ranks = ["--world-size", "2"] if launcher == "torchrun" else ["--hostfile", str(tmp_path / "hostfile")]
+    run = run_perf("-p", "tests.doubles", *ranks, "--worker-timeout", "120",
                    "-k", "ms_per_token and double_zero_rank1_killed")
     run.result.assert_outcomes(failed=2)
     run.result.stdout.fnmatch_lines(["*double_zero_rank1_killed: a rank died during 'cycle'; rank 0 saw: *", "*worker stderr (tail*"])

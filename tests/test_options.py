@@ -20,12 +20,36 @@ def _usage_error(run, *args):
     (["--batch-sizes", "0"], "*--batch-sizes '0': '0' is not a positive integer*--batch-sizes 1,8,32*"),
     (["--batch-sizes", "1,x"], "*--batch-sizes '1,x': 'x' is not a positive integer*"),
     (["--cycles", "0"], "*--cycles '0': expected a positive int*"),
+    (["--max-memory", "0=70G"], "*--max-memory '0=70G': '0=70G' is not DEVICE=SIZE; give DEVICE=SIZE,... "
+                                "such as --max-memory 0=70GiB,1=70GiB,cpu=200GiB*"),
+    (["--hostfile", "/no/such/hostfile"], "*--hostfile '/no/such/hostfile': cannot read /no/such/hostfile*"),
 ])
 def test_bad_options_are_usage_errors_before_any_load(run_perf, args, message):
     run = run_perf(*args)
     assert run.result.ret == pytest.ExitCode.USAGE_ERROR
     run.result.stderr.fnmatch_lines([message])
     assert run.loads() == []
+
+
+def test_a_bad_hostfile_line_or_a_disagreeing_world_size_is_a_usage_error(run_perf, tmp_path):
+    hostfile = tmp_path / "hostfile"
+    hostfile.write_text("localhost slots=2\nworker-1 gpus=8\n")
+    run = run_perf("--hostfile", str(hostfile))
+    assert run.result.ret == pytest.ExitCode.USAGE_ERROR
+    run.result.stderr.fnmatch_lines([f"*--hostfile '{hostfile}': line 2 of {hostfile} is 'worker-1 gpus=8'; "
+                                     "expected 'HOST slots=N' lines (DeepSpeed's hostfile format)*"])
+    hostfile.write_text("localhost slots=2\n")
+    run = run_perf("--hostfile", str(hostfile), "--world-size", "4")
+    assert run.result.ret == pytest.ExitCode.USAGE_ERROR
+    run.result.stderr.fnmatch_lines([f"*--world-size 4 but --hostfile '{hostfile}' has 2 slots*"])
+    assert run.loads() == []
+
+
+def test_max_memory_reaches_accelerate_and_the_results(run_perf):
+    run = run_perf("-k", "accel_bf16", "--max-memory", "cpu=2GiB")
+    run.result.assert_outcomes(passed=5)
+    info = run.results["backends"]["accel_bf16"]["info"]
+    assert info["max_memory"] == {"cpu": "2GiB"} and info["device_map"] == ["cpu"]
 
 
 def test_a_checkpoint_that_is_not_bloom_is_refused(run_perf, tmp_path):
@@ -87,5 +111,6 @@ def test_options_are_listed_in_help_under_one_group(pytester, monkeypatch):
     result = pytester.runpytest_subprocess("--help", "-p", "perf.plugin")
     text = result.stdout.str()
     group = text[text.index("BLOOM inference performance suite"):]
-    for option in ("--model", "--batch-sizes", "--new-tokens", "--cycles", "--results", "--worker-timeout"):
+    for option in ("--model", "--batch-sizes", "--new-tokens", "--cycles", "--results", "--worker-timeout",
+                   "--world-size", "--hostfile", "--max-memory"):
         assert option in group.split("\n\n")[0], option

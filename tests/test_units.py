@@ -1,4 +1,4 @@
-"""Unit tests on known inputs: correctness metrics, option parsing, the summary table."""
+"""Unit tests on known inputs: correctness metrics, option parsing, launch commands, the summary table."""
 import math
 
 import pytest
@@ -6,7 +6,8 @@ import torch
 
 from perf.correctness import first_divergence, greedy_agreement, logits_agreement
 from perf.results import Results
-from perf.settings import Settings, parse_batch_sizes
+from perf.launcher import launch_command
+from perf.settings import EMBEDDED_MODEL, Settings, parse_batch_sizes, parse_max_memory, world_size_and_hostfile
 
 
 def test_first_divergence():
@@ -35,6 +36,58 @@ def test_parse_batch_sizes_sorts_and_dedups():
     for bad in ("0", "-1", "x", "1,,2", ""):
         with pytest.raises(pytest.UsageError, match="--batch-sizes"):
             parse_batch_sizes(bad)
+
+
+def test_parse_max_memory_gives_accelerates_form():
+    assert parse_max_memory("0=70GiB,1=70GiB,cpu=200GiB") == {0: "70GiB", 1: "70GiB", "cpu": "200GiB"}
+    assert parse_max_memory("cpu=1073741824, disk=1.5GB") == {"cpu": 1073741824, "disk": "1.5GB"}
+    for bad in ("", "70GiB", "gpu0=1GiB", "-1=1GiB", "0=70G", "0=70gb", "cpu=", "cpu=1GiB,cpu=2GiB", "mps=1GiB"):
+        with pytest.raises(pytest.UsageError, match="--max-memory .*0=70GiB,1=70GiB,cpu=200GiB"):
+            parse_max_memory(bad)
+
+
+def test_accelerate_places_the_model_within_max_memory():
+    """The adapter hands --max-memory to from_pretrained: 100 KiB of CPU is too little for the
+    embedded model (2.7 MB), so accelerate offloads it to disk; by default it stays on the CPU."""
+    from perf.adapters import AccelerateBf16
+    bounded = AccelerateBf16({"max_memory": {"cpu": "100KiB"}})  # as the worker gets it, through JSON
+    info = bounded.load(str(EMBEDDED_MODEL))
+    assert info["device_map"] == ["disk"] and info["max_memory"] == {"cpu": "100KiB"}
+    info = AccelerateBf16({"max_memory": None}).load(str(EMBEDDED_MODEL))
+    assert info["device_map"] == ["cpu"] and info["max_memory"] is None
+
+
+def test_a_hostfile_gives_the_world_size_and_must_agree_with_world_size(tmp_path):
+    hostfile = tmp_path / "hostfile"
+    hostfile.write_text("# DeepSpeed hostfile\n\nlocalhost slots=4\n")
+    assert world_size_and_hostfile(None, str(hostfile)) == (4, hostfile)
+    assert world_size_and_hostfile("4", str(hostfile)) == (4, hostfile)
+    assert world_size_and_hostfile("2", None) == (2, None)
+    with pytest.raises(pytest.UsageError, match="--world-size 2 but --hostfile .* has 4 slots"):
+        world_size_and_hostfile("2", str(hostfile))
+    bad = {"worker-0 slots=x\n": "line 1", "worker-0\n": "line 1", "a slots=1\nb slots=0\n": "line 2",
+           "a slots=1\na slots=2\n": "line 2", "# nothing\n": "lists no host",
+           "worker-0 slots=8\nworker-1 slots=8\n": "lists 2 hosts .*does not carry pytest's requests to rank 0"}
+    for text, message in bad.items():
+        hostfile.write_text(text)
+        with pytest.raises(pytest.UsageError, match=f"--hostfile .*{message}"):
+            world_size_and_hostfile(None, str(hostfile))
+    with pytest.raises(pytest.UsageError, match="--hostfile '/no/such/hostfile': cannot read"):
+        world_size_and_hostfile(None, "/no/such/hostfile")
+
+
+def test_launch_commands_for_one_rank_torchrun_and_deepspeed(tmp_path):
+    assert launch_command("py") == ["py", "-u", "-m", "perf.worker"]
+    assert launch_command("py", 1, tmp_path / "hostfile") == ["py", "-u", "-m", "perf.worker"]
+    assert launch_command("py", 2)[3:5] == ["torch.distributed.run", "--nproc-per-node=2"]
+    command = launch_command("py", 2, tmp_path / "hostfile")
+    assert command[:4] == ["py", "-u", "-m", "deepspeed.launcher.runner"]
+    # What the installed DeepSpeed runner makes of it:
+    from deepspeed.launcher.runner import parse_args
+    args = parse_args(command[4:])
+    assert (args.hostfile, args.master_addr, args.module, args.no_ssh_check, args.no_local_rank) == (
+        str(tmp_path / "hostfile"), "127.0.0.1", True, True, True)
+    assert (args.user_script, args.user_args, args.num_gpus) == ("perf.worker", [], -1)  # the slots decide
 
 
 def _record(results, backend, bs, test="test_ms_per_token", **fields):

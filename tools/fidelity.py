@@ -69,7 +69,7 @@ def benchmark(tokenizer, model, batch_size: int, new_tokens: int, cycles: int) -
     return 1000 * (time.time() - start) / total, (probe_before + host_probe_ms()) / 2
 
 
-def main() -> int:
+def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--backend", required=True)
     ap.add_argument("--model", required=True, help="a checkpoint folder (for a synthetic model: the folder the suite built)")
@@ -78,14 +78,14 @@ def main() -> int:
     ap.add_argument("--cycles", type=int, default=5)
     ap.add_argument("--compare", help="the suite's results file from the same machine")
     ap.add_argument("--tolerance", type=float, default=0.05)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     try:
         batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     except ValueError:
         ap.error(f"--batch-sizes {args.batch_sizes!r}: expected comma-separated integers, e.g. 1,8")
     suite = {}
     if args.compare:
-        results = json.load(open(args.compare))
+        results = json.loads(Path(args.compare).read_text())
         suite = {t["batch_size"]: t for t in results["tests"]
                  if t["test"] == "test_ms_per_token" and t["backend"] == args.backend and t.get("ms_per_token_article")}
         missing = [b for b in batch_sizes if b not in suite]

@@ -1,0 +1,44 @@
+"""tools/fidelity.py, the article's own loop, on the embedded model: what it prints and when it
+fails. Its ratio to the suite on this noisy 2-core CPU says nothing, so the tolerance is opened
+here; the ratio that counts is measured on a GPU (README, "Roofline and fidelity")."""
+import json
+
+import pytest
+
+from perf.settings import EMBEDDED_MODEL
+from tests.conftest import REPO
+from tools import fidelity
+
+RESULTS = REPO / "tests" / "data" / "cpu-results.json"  # a CPU run of the suite on the embedded model
+
+
+def run(capsys, *args):
+    code = fidelity.main(["--backend", "accel_bf16", "--model", str(EMBEDDED_MODEL), "--new-tokens", "5",
+                          "--cycles", "2", *args])
+    return code, [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+
+def test_one_line_per_batch_size_with_the_ratio_to_the_suite(capsys, tmp_path):
+    results = json.loads(RESULTS.read_text())
+    for t in results["tests"]:
+        t["host_probe_ms_samples"] = [6.0, 6.0, 6.0, 6.0, 6.0]  # as a run with host probes records
+    with_probes = tmp_path / "results.json"
+    with_probes.write_text(json.dumps(results))
+    code, lines = run(capsys, "--batch-sizes", "1,8", "--compare", str(with_probes), "--tolerance", "1000")
+    assert code == 0 and [line["batch_size"] for line in lines] == [1, 8]
+    suite = {t["batch_size"]: t["ms_per_token_article"] for t in results["tests"]
+             if t["test"] == "test_ms_per_token" and t["backend"] == "accel_bf16"}
+    for line in lines:
+        assert line["suite_ms_per_token"] == suite[line["batch_size"]]
+        assert line["ratio"] == pytest.approx(line["ms_per_token"] / suite[line["batch_size"]])
+        assert line["host_ratio"] == pytest.approx(line["host_probe_ms"] / 6.0)
+
+
+def test_outside_the_tolerance_exits_1(capsys):
+    code, lines = run(capsys, "--compare", str(RESULTS), "--tolerance", "0")
+    assert code == 1 and lines[0]["ratio"] != 1 and "host_ratio" not in lines[0]  # no probes in that file
+
+
+def test_a_batch_size_the_suite_did_not_run_is_named_before_any_load(capsys):
+    with pytest.raises(SystemExit, match=r"no ms/token of accel_bf16 at batch size \[32\]"):
+        run(capsys, "--batch-sizes", "1,32", "--compare", str(RESULTS))

@@ -2,9 +2,10 @@
 weights. `--model synthetic:bloom-7b1` (also bloom-560m, bloom-176b; `?layers=N` keeps the
 first N blocks, e.g. synthetic:bloom-176b?layers=8, and the name then says it is a slice).
 
-The checkpoint is built once per machine (on the GPU when there is one) and saved with
-save_pretrained, so that every backend loads it through its own real loader, like any
-checkpoint. The tokenizer is the embedded model's (its ids are a subset of the vocabulary).
+The checkpoint is built once per machine (drawn on the GPU when there is one) and written as
+sharded safetensors with an index, block by block, so that every backend loads it through its own
+real loader (from_pretrained), like any checkpoint. The tokenizer is the embedded model's (its ids
+are a subset of the vocabulary).
 
     python -m perf.synthetic SPEC OUT_DIR      (what the suite runs in a subprocess)
 """
@@ -14,6 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 # BLOOM's published configurations (hidden size, blocks, heads); vocabulary 250880.
@@ -24,6 +26,7 @@ SHAPES = {
 }
 VOCAB = 250880
 SEED = 0
+INIT_STD = 0.02  # BloomConfig.initializer_range, transformers' init for Linear and Embedding
 SPEC = re.compile(r"^synthetic:(?P<shape>[\w.-]+?)(?:\?layers=(?P<layers>\d+))?$")
 
 
@@ -54,7 +57,12 @@ def ensure(text: str, timeout: float) -> str:
 
 
 def build(text: str, out: Path) -> None:
+    """Write the checkpoint one block at a time: each tensor is drawn from its own seeded generator
+    (transformers' init: N(0, 0.02) for Linear and Embedding weights, LayerNorm 1 and 0, biases 0),
+    so memory holds one block, not the model (a BLOOM-176B block is 4.9 GB, the model 352 GB),
+    and any subset could be drawn alone with the same values."""
     import torch
+    from safetensors.torch import save_file
     from transformers import BloomConfig, BloomForCausalLM
 
     from perf.settings import EMBEDDED_MODEL
@@ -62,15 +70,44 @@ def build(text: str, out: Path) -> None:
     hidden, _, heads = SHAPES[shape]
     config = BloomConfig(vocab_size=VOCAB, hidden_size=hidden, n_layer=layers, n_head=heads,
                          bos_token_id=1, eos_token_id=2, pad_token_id=3, torch_dtype="bfloat16")
-    torch.manual_seed(SEED)
+    with torch.device("meta"):
+        skeleton = BloomForCausalLM(config)
+    tied = set(skeleton._tied_weights_keys or {}) if config.tie_word_embeddings else set()
+    shards: dict[str, list] = {}  # one file per block, one for the rest
+    for name, tensor in skeleton.state_dict().items():
+        if name not in tied:
+            block = re.match(r"transformer\.h\.(\d+)\.", name)
+            shards.setdefault(f"h{int(block[1]):03d}" if block else "rest", []).append((name, tensor.shape))
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    with torch.device(device):
-        model = BloomForCausalLM(config).to(torch.bfloat16)  # transformers' init: N(0, 0.02)
-    shutil.rmtree(out, ignore_errors=True)
-    model.save_pretrained(out, max_shard_size="5GB")
+    partial = out.with_name(out.name + ".partial")  # a build killed midway leaves no usable folder
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    weight_map, total = {}, 0
+    for i, (_, tensors) in enumerate(sorted(shards.items()), 1):
+        file = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
+        drawn = {name: initial_value(name, shape, device).cpu() for name, shape in tensors}
+        save_file(drawn, partial / file, metadata={"format": "pt"})
+        weight_map.update(dict.fromkeys(drawn, file))
+        total += sum(t.numel() * t.element_size() for t in drawn.values())
+    (partial / "model.safetensors.index.json").write_text(
+        json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=1))
+    config.save_pretrained(partial)
     for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
-        shutil.copy(EMBEDDED_MODEL / name, out / name)
-    (out / "DONE").write_text(json.dumps({"spec": text, "seed": SEED}) + "\n")
+        shutil.copy(EMBEDDED_MODEL / name, partial / name)
+    (partial / "DONE").write_text(json.dumps({"spec": text, "seed": SEED}) + "\n")
+    shutil.rmtree(out, ignore_errors=True)
+    partial.rename(out)
+
+
+def initial_value(name: str, shape, device: str):
+    """One tensor of the checkpoint, in bf16, from a generator seeded by SEED and its name."""
+    import torch
+    if name.endswith(".bias"):
+        return torch.zeros(shape, dtype=torch.bfloat16, device=device)
+    if "layernorm" in name or name.startswith("transformer.ln_f."):
+        return torch.ones(shape, dtype=torch.bfloat16, device=device)
+    generator = torch.Generator(device).manual_seed(SEED * 2**32 + zlib.crc32(name.encode()))
+    return torch.empty(shape, dtype=torch.bfloat16, device=device).normal_(0.0, INIT_STD, generator=generator)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,8 @@ def fingerprint() -> dict:
     return {
         "devices": devices or ["cpu"],
         "device_count": len(devices),
+        # The GPU set this process was given (pytest -n splits a node's GPUs between its workers).
+        "visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         "driver": _run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"]).split("\n")[0] or None,
         "cuda": torch.version.cuda,
         "cpu": _cpu_name(),

@@ -44,7 +44,7 @@ class Adapter:
         """--max-memory, for from_pretrained. The JSON pipe turned GPU indices into strings;
         accelerate wants ints (it reads "0" as an unknown device)."""
         spec = self.options.get("max_memory")
-        return spec and {int(k) if str(k).isdigit() else k: v for k, v in spec.items()}
+        return spec and {int(k) if str(k).isdecimal() else k: v for k, v in spec.items()}
 
     # -- running ---------------------------------------------------------------------------
     @property

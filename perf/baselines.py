@@ -8,7 +8,7 @@ device), samples {"ms_per_token": [...], "ttft_ms": [...], "host_probe_ms": [...
 published figures; host_probe_ms: perf.protocol.host_probe_ms around each cycle),
 threshold (relative, default 0.05), memory_threshold (default 0.10), provenance
 ({"kind": "measured", "date", "commit", "versions"} or {"kind": "published", "source"}), and
-protocol {"new_tokens", "cycles", "prompts", "int8_method", "world_size"}.
+protocol {"new_tokens", "cycles", "prompts", "int8_method", "world_size", "max_memory"}.
 
 Updates lock the file, re-read it, keep what this run did not measure, never replace a published
 entry unless forced, append every replaced entry to `<model>.history.jsonl`, and replace the file
@@ -103,7 +103,9 @@ def validate(data, path: Path) -> None:
 
 def protocol_of(settings, info: dict) -> dict:
     return {"new_tokens": settings.new_tokens, "cycles": settings.cycles, "prompts": PROMPTS_ID,
-            "int8_method": info.get("int8_method"), "world_size": info.get("world_size", 1)}
+            "int8_method": info.get("int8_method"), "world_size": info.get("world_size", 1),
+            # A memory cap moves layers (to the CPU, to disk): not comparable with an uncapped run.
+            "max_memory": info.get("max_memory")}
 
 
 def judge(entry: dict | None, record: dict, protocol: dict) -> Verdict:
@@ -111,7 +113,7 @@ def judge(entry: dict | None, record: dict, protocol: dict) -> Verdict:
     if entry is None:
         return Verdict(NEW, detail="no baseline entry; record one with --update-baselines")
     differs = [f"{k} {protocol.get(k)!r} here, {entry['protocol'].get(k)!r} in the baseline"
-               for k in ("new_tokens", "world_size", "int8_method")
+               for k in ("new_tokens", "world_size", "int8_method", "max_memory")
                if k in entry["protocol"] and entry["protocol"].get(k) != protocol.get(k)]
     if differs:
         return Verdict(REFUSED, detail="not comparable: " + "; ".join(differs))

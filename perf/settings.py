@@ -143,13 +143,13 @@ def parse_max_memory(text: str) -> dict:
     spec: dict = {}
     for part in text.split(","):
         device, _, size = (s.strip() for s in part.partition("="))
-        key = int(device) if device.isdigit() else device
+        key = int(device) if device.isdecimal() else device
         known_device = isinstance(key, int) or key in ("cpu", "disk")
-        if not known_device or not (size.isdigit() or MEMORY_SIZE.match(size)):
+        if not known_device or not (size.isdecimal() or MEMORY_SIZE.match(size)):
             raise pytest.UsageError(f"--max-memory {text!r}: {part.strip()!r} is not DEVICE=SIZE; {expected}")
         if key in spec:
             raise pytest.UsageError(f"--max-memory {text!r}: device {key!r} is given twice; {expected}")
-        spec[key] = int(size) if size.isdigit() else size  # accelerate takes bytes as an int only
+        spec[key] = int(size) if size.isdecimal() else size  # accelerate takes bytes as an int only
     return spec
 
 
@@ -193,6 +193,12 @@ def world_size_and_hostfile(world_size: str | None, hostfile: str | None) -> tup
     ranks = _positive("--world-size", world_size) if world_size else None
     if hostfile is None:
         return ranks, None
+    if os.environ.get("CUDA_VISIBLE_DEVICES") is not None:
+        # DeepSpeed's runner ignores it when given a hostfile and hands the ranks GPUs 0..N-1.
+        raise pytest.UsageError(
+            f"--hostfile {hostfile!r} with CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']!r}: "
+            "DeepSpeed's launcher would ignore the GPU set and use GPUs 0..N-1; unset it (and do not "
+            "combine --hostfile with pytest -n), or start the ranks with torchrun: --world-size N")
     path, hosts = read_hostfile(hostfile)
     slots = sum(hosts.values())
     if ranks not in (None, slots):

@@ -9,6 +9,7 @@ are a subset of the vocabulary).
 
     python -m perf.synthetic SPEC OUT_DIR      (what the suite runs in a subprocess)
 """
+import fcntl
 import json
 import os
 import re
@@ -26,6 +27,7 @@ SHAPES = {
 }
 VOCAB = 250880
 SEED = 0
+FORMAT = 2  # of the builder: 1 was save_pretrained of a whole model, 2 draws each tensor by name
 INIT_STD = 0.02  # BloomConfig.initializer_range, transformers' init for Linear and Embedding
 SPEC = re.compile(r"^synthetic:(?P<shape>[\w.-]+?)(?:\?layers=(?P<layers>\d+))?$")
 
@@ -48,12 +50,24 @@ def cache_dir() -> Path:
 
 
 def ensure(text: str, timeout: float) -> str:
-    """The checkpoint folder of a synthetic spec, building it (in a subprocess) if missing."""
+    """The checkpoint folder of a synthetic spec, building it (in a subprocess) if missing or made
+    by another version of the builder. Under a lock: pytest -n starts several sessions at once."""
     _, _, name = parse(text)
     out = cache_dir() / name
-    if not (out / "DONE").exists():
-        subprocess.run([sys.executable, "-m", "perf.synthetic", text, str(out)], check=True, timeout=timeout)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.with_name(name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not _built(out, text):
+            subprocess.run([sys.executable, "-m", "perf.synthetic", text, str(out)], check=True, timeout=timeout)
     return str(out)
+
+
+def _built(out: Path, text: str) -> bool:
+    try:
+        done = json.loads((out / "DONE").read_text())
+    except (OSError, ValueError):
+        return False
+    return done.get("spec") == text and done.get("format") == FORMAT
 
 
 def build(text: str, out: Path) -> None:
@@ -79,7 +93,7 @@ def build(text: str, out: Path) -> None:
             block = re.match(r"transformer\.h\.(\d+)\.", name)
             shards.setdefault(f"h{int(block[1]):03d}" if block else "rest", []).append((name, tensor.shape))
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    partial = out.with_name(out.name + ".partial")  # a build killed midway leaves no usable folder
+    partial = out.with_name(f"{out.name}.partial.{os.getpid()}")  # a build killed midway leaves no usable folder
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     weight_map, total = {}, 0
@@ -94,8 +108,11 @@ def build(text: str, out: Path) -> None:
     config.save_pretrained(partial)
     for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
         shutil.copy(EMBEDDED_MODEL / name, partial / name)
-    (partial / "DONE").write_text(json.dumps({"spec": text, "seed": SEED}) + "\n")
-    shutil.rmtree(out, ignore_errors=True)
+    (partial / "DONE").write_text(json.dumps({"spec": text, "seed": SEED, "format": FORMAT}) + "\n")
+    if out.exists():  # an older build: out of the way first, so that the rename cannot fail on it
+        stale = out.with_name(f"{out.name}.stale.{os.getpid()}")
+        out.rename(stale)
+        shutil.rmtree(stale, ignore_errors=True)
     partial.rename(out)
 
 

@@ -60,6 +60,9 @@ def test_judge_cases():
     assert memory.kind == REGRESSION and "peak memory 120 MB > baseline 100 MB + 10%" in memory.detail
     refused = baselines.judge(_entry(samples=base, new_tokens=20), _record(base), PROTOCOL)
     assert refused.kind == REFUSED and "new_tokens 100 here, 20 in the baseline" in refused.detail
+    capped = baselines.judge(_entry(samples=base, max_memory=None), _record(base), {**PROTOCOL, "max_memory": {"0": "10GiB"}})
+    assert capped.kind == REFUSED and "max_memory {'0': '10GiB'} here, None in the baseline" in capped.detail
+    assert baselines.judge(_entry(samples=base), _record(base), {**PROTOCOL, "max_memory": None}).kind == NO_CHANGE
     assert baselines.judge(_entry(), _record([], outcome="oom"), PROTOCOL).kind == REGRESSION
     assert baselines.judge(_entry(outcome="oom", ms=None), _record(base), PROTOCOL).kind == IMPROVEMENT
     assert baselines.judge(_entry(outcome="oom", ms=None), _record([], outcome="oom"), PROTOCOL).kind == NO_CHANGE

@@ -36,7 +36,8 @@ def test_a_two_block_slice_loads_whole_with_transformers_init_and_is_reproducibl
     monkeypatch.setenv("PERF_SYNTHETIC_DIR", str(tmp_path))
     folder = synthetic.ensure("synthetic:bloom-560m?layers=2", timeout=600)
     assert folder == str(tmp_path / "synthetic-bloom-560m-2of24layers")
-    assert not list(tmp_path.glob("*.partial"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["synthetic-bloom-560m-2of24layers",
+                                                           "synthetic-bloom-560m-2of24layers.lock"]
     model, info = BloomForCausalLM.from_pretrained(folder, output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
     assert (model.config.hidden_size, model.config.n_layer, model.config.vocab_size) == (1024, 2, 250880)
@@ -51,3 +52,15 @@ def test_a_two_block_slice_loads_whole_with_transformers_init_and_is_reproducibl
     first = _digest(tmp_path / "synthetic-bloom-560m-2of24layers")
     synthetic.build("synthetic:bloom-560m?layers=2", tmp_path / "again")
     assert _digest(tmp_path / "again") == first and len(first) == 3  # two blocks and the rest
+
+
+def test_a_build_by_an_older_builder_or_of_another_spec_is_replaced(tmp_path, monkeypatch):
+    monkeypatch.setenv("PERF_SYNTHETIC_DIR", str(tmp_path))
+    old = tmp_path / "synthetic-bloom-560m-1of24layers"
+    old.mkdir()
+    (old / "DONE").write_text('{"spec": "synthetic:bloom-560m?layers=1", "seed": 0}\n')  # format 1
+    (old / "model.safetensors").write_text("the old builder's weights")
+    folder = synthetic.ensure("synthetic:bloom-560m?layers=1", timeout=600)
+    assert not (old / "model.safetensors").exists() and len(list(old.glob("model-*.safetensors"))) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == [old.name, old.name + ".lock"]
+    assert synthetic.ensure("synthetic:bloom-560m?layers=1", timeout=1) == folder  # built: no rebuild

@@ -57,7 +57,8 @@ def test_accelerate_places_the_model_within_max_memory():
     assert info["device_map"] == ["cpu"] and info["max_memory"] is None
 
 
-def test_a_hostfile_gives_the_world_size_and_must_agree_with_world_size(tmp_path):
+def test_a_hostfile_gives_the_world_size_and_must_agree_with_world_size(tmp_path, monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     hostfile = tmp_path / "hostfile"
     hostfile.write_text("# DeepSpeed hostfile\n\nlocalhost slots=4\n")
     assert world_size_and_hostfile(None, str(hostfile)) == (4, hostfile)
@@ -73,6 +74,10 @@ def test_a_hostfile_gives_the_world_size_and_must_agree_with_world_size(tmp_path
         with pytest.raises(pytest.UsageError, match=f"--hostfile .*{message}"):
             world_size_and_hostfile(None, str(hostfile))
     with pytest.raises(pytest.UsageError, match="--hostfile '/no/such/hostfile': cannot read"):
+        world_size_and_hostfile(None, "/no/such/hostfile")
+    # DeepSpeed's launcher would put the ranks on GPUs 0..N-1 whatever the set (pytest -n's share).
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    with pytest.raises(pytest.UsageError, match="CUDA_VISIBLE_DEVICES='2,3': DeepSpeed's launcher would ignore"):
         world_size_and_hostfile(None, "/no/such/hostfile")
 
 

@@ -9,6 +9,7 @@ import json
 import os
 import select
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -29,23 +30,33 @@ class RemoteError(Exception):
         self.kind, self.error, self.traceback = kind, error, traceback
 
 
-def launch_command(python: str, world_size: int = 1, hostfile: Path | None = None) -> list[str]:
+def launch_command(python: str, world_size: int = 1, hostfile=None, control: str | None = None) -> list[str]:
     """One rank: the worker itself. N ranks on this node: torchrun, or DeepSpeed's launcher given a
-    hostfile (of one host: perf/settings.py). Rank 0 answers pytest on the inherited pipes."""
+    hostfile (perf.settings.Hostfile). On one host rank 0 answers pytest on the inherited pipes;
+    with several, DeepSpeed starts every node through pdsh, which carries no stdin, so rank 0
+    connects back to `control` (HOST:PORT, passed as a worker argument: pdsh exports only some
+    environment variables)."""
     if world_size == 1:
         return [python, "-u", "-m", "perf.worker"]
     if hostfile is not None:
-        # DeepSpeed's runner starts a one-host hostfile here, without ssh (so no ssh check);
-        # the slots are the ranks, so no --num_gpus; the worker takes no --local_rank argument.
-        return [python, "-u", "-m", "deepspeed.launcher.runner", f"--hostfile={hostfile}", "--no_ssh_check",
-                "--master_addr=127.0.0.1", f"--master_port={free_port()}", "--no_local_rank",
-                "--module", "perf.worker"]
+        # No ssh check (a one-host hostfile needs no ssh; several need it working anyway); the
+        # slots are the ranks, so no --num_gpus; the worker takes no --local_rank argument.
+        # Rank 0 runs on the first host, so the ranks meet there.
+        master = next(iter(hostfile.hosts)) if hostfile.multi_node else "127.0.0.1"
+        command = [python, "-u", "-m", "deepspeed.launcher.runner", f"--hostfile={hostfile.path}", "--no_ssh_check",
+                   f"--master_addr={master}", f"--master_port={free_port()}", "--no_local_rank",
+                   "--module", "perf.worker"]
+        return command + ([f"--control={control}"] if control else [])
     return [python, "-u", "-m", "torch.distributed.run", f"--nproc-per-node={world_size}",
             "--master-addr=127.0.0.1", f"--master-port={free_port()}", "-m", "perf.worker"]
 
 
+def control_host() -> str:
+    """The name the ranks of other nodes reach this one by (PERF_CONTROL_HOST overrides it)."""
+    return os.environ.get("PERF_CONTROL_HOST") or socket.gethostname()
+
+
 def free_port() -> int:
-    import socket
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -53,7 +64,7 @@ def free_port() -> int:
 
 class Worker:
     def __init__(self, name: str, python: str, pythonpath: list[str], timeout: float, log_dir: Path,
-                 env: dict | None = None, world_size: int = 1, hostfile: Path | None = None):
+                 env: dict | None = None, world_size: int = 1, hostfile=None):
         self.name = name
         self.timeout = timeout
         self.log_path = Path(log_dir) / f"{name}.worker.log"
@@ -67,11 +78,16 @@ class Worker:
         environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "w+b")
-        self.command = launch_command(python, world_size, hostfile)
+        # Several nodes: rank 0 connects back here (pdsh carries no stdin), and what the launcher
+        # and pdsh print goes to the log.
+        self._server = socket.create_server(("", 0)) if world_size > 1 and hostfile and hostfile.multi_node else None
+        self._conn = None
+        control = f"{control_host()}:{self._server.getsockname()[1]}" if self._server else None
+        self.command = launch_command(python, world_size, hostfile, control)
         try:
-            self.proc = subprocess.Popen(self.command, stdin=subprocess.PIPE,
-                                         stdout=subprocess.PIPE, stderr=self._log, env=environ,
-                                         cwd=REPO, start_new_session=True)
+            self.proc = subprocess.Popen(self.command, stdin=subprocess.DEVNULL if self._server else subprocess.PIPE,
+                                         stdout=self._log if self._server else subprocess.PIPE,
+                                         stderr=self._log, env=environ, cwd=REPO, start_new_session=True)
         except OSError as exc:
             self._log.close()
             raise WorkerFailed(f"{name}: cannot start worker with {python!r}: {exc}") from exc
@@ -86,10 +102,11 @@ class Worker:
     def call(self, op: str, timeout: float | None = None, **args):
         if self.dead:
             raise WorkerFailed(self.dead)
+        if self._server and not self._conn:
+            self._accept(op, self.timeout if timeout is None else timeout)
         try:
-            self.proc.stdin.write((json.dumps({"op": op, **args}) + "\n").encode())
-            self.proc.stdin.flush()
-        except BrokenPipeError:
+            self._send((json.dumps({"op": op, **args}) + "\n").encode())
+        except OSError:  # a broken pipe, or rank 0's connection reset
             self._fail(f"{self.name}: worker died before {op!r}")
         line = self._read_line(op, self.timeout if timeout is None else timeout)
         while not line.startswith(b"{"):  # torchrun and DeepSpeed's launcher print on stdout too: not a reply
@@ -110,9 +127,27 @@ class Worker:
             return
         self._fail(f"{self.name}: a rank died during {op!r}; rank 0 saw: {error}")
 
+    def _send(self, data: bytes) -> None:
+        if self._conn:
+            self._conn.sendall(data)
+        else:
+            self.proc.stdin.write(data)
+            self.proc.stdin.flush()
+
+    def _accept(self, op: str, timeout: float) -> None:
+        """Wait for rank 0 to connect, as long as the launcher runs and the deadline allows."""
+        deadline = time.monotonic() + timeout
+        while not select.select([self._server], [], [], 1.0)[0]:
+            if self.proc.poll() is not None:
+                self._fail(f"{self.name}: the launcher exited (code {self.proc.returncode}) before rank 0 connected")
+            if time.monotonic() > deadline:
+                self._fail(f"{self.name}: rank 0 did not connect within {timeout:g} s (--worker-timeout) "
+                           f"before {op!r}; worker killed")
+        self._conn, _ = self._server.accept()
+
     def _read_line(self, op: str, timeout: float) -> bytes:
         deadline = time.monotonic() + timeout
-        fd = self.proc.stdout.fileno()
+        fd = self._conn.fileno() if self._conn else self.proc.stdout.fileno()
         while b"\n" not in self._buffer:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -122,8 +157,11 @@ class Worker:
             if ready:
                 chunk = os.read(fd, 1 << 16)
                 if not chunk:
-                    code = self.proc.wait()
-                    how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+                    try:  # over several nodes the launcher may outlive rank 0 a while
+                        code = self.proc.wait(30 if self._conn else None)
+                        how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+                    except subprocess.TimeoutExpired:
+                        how = "rank 0 closed its connection"
                     self._fail(f"{self.name}: worker died during {op!r} ({how})")
                 self._buffer += chunk
         line, _, self._buffer = self._buffer.partition(b"\n")
@@ -142,6 +180,14 @@ class Worker:
         return self._log.read().decode(errors="replace")
 
     def kill(self) -> None:
+        # Over several nodes, SIGTERM first: DeepSpeed's runner then has pdsh kill the ranks on
+        # every node, which no signal from here reaches.
+        if self._server and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                pass
         # The whole group, even when the worker itself has exited: what it started goes too.
         # torchrun puts each rank in a session of its own; the ranks die with it (PDEATHSIG).
         try:
@@ -152,15 +198,16 @@ class Worker:
 
     def stop(self, grace: float = 10.0) -> None:
         """Ask the worker to exit; kill its whole process group if it does not in time."""
-        if self.proc.poll() is None and not self.dead:
+        if self.proc.poll() is None and not self.dead and (self._conn or not self._server):
             try:
-                self.proc.stdin.write(b'{"op": "exit"}\n')
-                self.proc.stdin.close()
+                self._send(b'{"op": "exit"}\n')
+                if not self._conn:
+                    self.proc.stdin.close()
                 self.proc.wait(grace)
-            except (BrokenPipeError, subprocess.TimeoutExpired):
+            except (OSError, subprocess.TimeoutExpired):
                 pass
         self.kill()  # also reaps anything left in the worker's process group
-        for stream in (self.proc.stdin, self.proc.stdout):
-            if stream and not stream.closed:
+        for stream in (self.proc.stdin, self.proc.stdout, self._conn, self._server):
+            if stream and not getattr(stream, "closed", False):
                 stream.close()
         self._log.close()

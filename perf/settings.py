@@ -42,7 +42,7 @@ class Settings:
     update_baselines: str | None = None  # None, "yes" or "force"
     strict_perf: bool = False
     world_size: int | None = None  # ranks of multi-rank backends; None: the visible GPUs (or 1)
-    hostfile: Path | None = None  # DeepSpeed hostfile: multi-rank backends start with DeepSpeed's launcher
+    hostfile: "Hostfile | None" = None  # multi-rank backends start with DeepSpeed's launcher
     max_memory: dict | None = None  # accelerate's max_memory for accel_* ({0: "70GiB", "cpu": ...}); None: its default
 
     @property
@@ -96,9 +96,10 @@ def add_options(parser) -> None:
                          "visible GPUs, 1 on CPU; with --hostfile, its slots); accel_* always run "
                          "as one process")
     group.addoption("--hostfile", default=None, metavar="PATH",
-                    help="start ds_fp16 and zero_bf16 with DeepSpeed's launcher on the host of this "
-                         "DeepSpeed hostfile ('HOST slots=N'); the ranks are its slots. One host for "
-                         "now: pytest's requests cannot reach rank 0 through pdsh (README)")
+                    help="start ds_fp16 and zero_bf16 with DeepSpeed's launcher on the hosts of this "
+                         "DeepSpeed hostfile ('HOST slots=N' lines); the ranks are its slots. Several "
+                         "hosts go through pdsh, and rank 0 (on the first host) connects back to "
+                         "pytest over TCP (README)")
     group.addoption("--max-memory", default=None, metavar="DEVICE=SIZE,...",
                     help="accelerate's max_memory for accel_*, e.g. 0=70GiB,1=70GiB,cpu=200GiB "
                          "(default: accelerate's, the free memory of each device)")
@@ -156,9 +157,20 @@ def parse_max_memory(text: str) -> dict:
 HOSTFILE_LINE = re.compile(r"^(\S+)\s+slots=(\d+)$")
 
 
-def read_hostfile(text: str) -> tuple[Path, dict[str, int]]:
-    """A DeepSpeed hostfile ('HOST slots=N' per line; blank lines and # comments skipped):
-    (its absolute path, since workers start in the repository; {host: slots})."""
+@dataclass(frozen=True)
+class Hostfile:
+    """A DeepSpeed hostfile: its absolute path (workers start in the repository) and {host: slots}
+    in file order; DeepSpeed puts node rank 0, and so rank 0, on the first host."""
+    path: Path
+    hosts: dict
+
+    @property
+    def multi_node(self) -> bool:
+        return len(self.hosts) > 1
+
+
+def read_hostfile(text: str) -> Hostfile:
+    """'HOST slots=N' per line; blank lines and # comments skipped."""
     path = Path(text).expanduser().resolve()
     form = "expected 'HOST slots=N' lines (DeepSpeed's hostfile format), N > 0, each host once"
     try:
@@ -176,18 +188,10 @@ def read_hostfile(text: str) -> tuple[Path, dict[str, int]]:
         hosts[match[1]] = int(match[2])
     if not hosts:
         raise pytest.UsageError(f"--hostfile {text!r}: {path} lists no host; {form}")
-    if len(hosts) > 1:
-        # With several hosts DeepSpeed's runner starts every node, this one included, through
-        # pdsh, which forwards no stdin and prefixes each output line with the host name: rank 0
-        # would never see pytest's requests (README, "How it works").
-        raise pytest.UsageError(
-            f"--hostfile {text!r}: {path} lists {len(hosts)} hosts ({', '.join(hosts)}); this suite "
-            "runs one host for now: DeepSpeed starts several through pdsh, which does not carry "
-            "pytest's requests to rank 0. Give one line, e.g. 'localhost slots=8'")
-    return path, hosts
+    return Hostfile(path, hosts)
 
 
-def world_size_and_hostfile(world_size: str | None, hostfile: str | None) -> tuple[int | None, Path | None]:
+def world_size_and_hostfile(world_size: str | None, hostfile: str | None) -> tuple[int | None, Hostfile | None]:
     """--world-size and --hostfile: with a hostfile the ranks are its slots, and --world-size, if
     given, must agree."""
     ranks = _positive("--world-size", world_size) if world_size else None
@@ -199,12 +203,12 @@ def world_size_and_hostfile(world_size: str | None, hostfile: str | None) -> tup
             f"--hostfile {hostfile!r} with CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']!r}: "
             "DeepSpeed's launcher would ignore the GPU set and use GPUs 0..N-1; unset it (and do not "
             "combine --hostfile with pytest -n), or start the ranks with torchrun: --world-size N")
-    path, hosts = read_hostfile(hostfile)
-    slots = sum(hosts.values())
+    parsed = read_hostfile(hostfile)
+    slots = sum(parsed.hosts.values())
     if ranks not in (None, slots):
         raise pytest.UsageError(f"--world-size {ranks} but --hostfile {hostfile!r} has {slots} slots; "
                                 "the ranks are the hostfile's slots: drop --world-size or make them agree")
-    return slots, path
+    return slots, parsed
 
 
 def resolve_model(text: str | None) -> tuple[str, str]:

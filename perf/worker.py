@@ -139,13 +139,13 @@ def classify(exc: BaseException) -> str:
     return "oom" if _is_oom(exc) else "error"
 
 
-def _requests(rank: int, world: int):
+def _requests(rank: int, world: int, source):
     """Rank 0 reads the requests; with several ranks (torchrun), it broadcasts each one and the
     other ranks follow it, so that every rank runs the same operation (collectives line up)."""
     if world > 1:
         import torch.distributed as dist
     while True:
-        line = sys.stdin.readline() if rank == 0 else None
+        line = source.readline() if rank == 0 else None
         if world > 1:
             box = [line]
             dist.broadcast_object_list(box, src=0)
@@ -170,14 +170,29 @@ def _init_ranks() -> tuple[int, int]:
     return rank, world
 
 
+def _channel(rank: int):
+    """Rank 0's (requests, replies): pytest's pipes, or, with --control=HOST:PORT (several nodes,
+    perf/launcher.py), a TCP connection back to pytest."""
+    if rank != 0:
+        return None, None
+    control = next((arg.partition("=")[2] for arg in sys.argv[1:] if arg.startswith("--control=")), None)
+    if control is None:
+        return sys.stdin, os.fdopen(os.dup(1), "w", buffering=1)
+    import socket
+    host, _, port = control.rpartition(":")
+    connection = socket.create_connection((host, int(port)), timeout=60)
+    connection.settimeout(None)
+    return connection.makefile("r"), connection.makefile("w", buffering=1)
+
+
 def main() -> None:
     _die_with_parent()
     rank, world = _init_ranks()
-    replies = os.fdopen(os.dup(1), "w", buffering=1) if rank == 0 else None
+    requests, replies = _channel(rank)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     session = Session()
-    for request in _requests(rank, world):
+    for request in _requests(rank, world, requests):
         op = request.pop("op")
         try:
             reply = {"ok": True, "result": getattr(session, op)(**request)}
@@ -188,6 +203,7 @@ def main() -> None:
                 session.adapter.release_memory()
         if replies is not None:
             replies.write(json.dumps(reply) + "\n")
+            replies.flush()  # a socket's text file does not flush at the newline
 
 
 if __name__ == "__main__":

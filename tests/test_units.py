@@ -7,7 +7,8 @@ import torch
 from perf.correctness import first_divergence, greedy_agreement, logits_agreement
 from perf.results import Results
 from perf.launcher import launch_command
-from perf.settings import EMBEDDED_MODEL, Settings, parse_batch_sizes, parse_max_memory, world_size_and_hostfile
+from perf.settings import (EMBEDDED_MODEL, Hostfile, Settings, parse_batch_sizes, parse_max_memory,
+                           world_size_and_hostfile)
 
 
 def test_first_divergence():
@@ -61,14 +62,17 @@ def test_a_hostfile_gives_the_world_size_and_must_agree_with_world_size(tmp_path
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     hostfile = tmp_path / "hostfile"
     hostfile.write_text("# DeepSpeed hostfile\n\nlocalhost slots=4\n")
-    assert world_size_and_hostfile(None, str(hostfile)) == (4, hostfile)
-    assert world_size_and_hostfile("4", str(hostfile)) == (4, hostfile)
+    assert world_size_and_hostfile(None, str(hostfile)) == (4, Hostfile(hostfile, {"localhost": 4}))
+    assert world_size_and_hostfile("4", str(hostfile)) == (4, Hostfile(hostfile, {"localhost": 4}))
     assert world_size_and_hostfile("2", None) == (2, None)
+    hostfile.write_text("worker-0 slots=8\nworker-1 slots=8\n")  # two nodes: rank 0 on worker-0
+    ranks, nodes = world_size_and_hostfile(None, str(hostfile))
+    assert ranks == 16 and nodes.multi_node and list(nodes.hosts) == ["worker-0", "worker-1"]
+    hostfile.write_text("localhost slots=4\n")
     with pytest.raises(pytest.UsageError, match="--world-size 2 but --hostfile .* has 4 slots"):
         world_size_and_hostfile("2", str(hostfile))
     bad = {"worker-0 slots=x\n": "line 1", "worker-0\n": "line 1", "a slots=1\nb slots=0\n": "line 2",
-           "a slots=1\na slots=2\n": "line 2", "# nothing\n": "lists no host",
-           "worker-0 slots=8\nworker-1 slots=8\n": "lists 2 hosts .*does not carry pytest's requests to rank 0"}
+           "a slots=1\na slots=2\n": "line 2", "# nothing\n": "lists no host"}
     for text, message in bad.items():
         hostfile.write_text(text)
         with pytest.raises(pytest.UsageError, match=f"--hostfile .*{message}"):
@@ -82,10 +86,11 @@ def test_a_hostfile_gives_the_world_size_and_must_agree_with_world_size(tmp_path
 
 
 def test_launch_commands_for_one_rank_torchrun_and_deepspeed(tmp_path):
+    one_host = Hostfile(tmp_path / "hostfile", {"localhost": 2})
     assert launch_command("py") == ["py", "-u", "-m", "perf.worker"]
-    assert launch_command("py", 1, tmp_path / "hostfile") == ["py", "-u", "-m", "perf.worker"]
+    assert launch_command("py", 1, one_host) == ["py", "-u", "-m", "perf.worker"]
     assert launch_command("py", 2)[3:5] == ["torch.distributed.run", "--nproc-per-node=2"]
-    command = launch_command("py", 2, tmp_path / "hostfile")
+    command = launch_command("py", 2, one_host)
     assert command[:4] == ["py", "-u", "-m", "deepspeed.launcher.runner"]
     # What the installed DeepSpeed runner makes of it:
     from deepspeed.launcher.runner import parse_args
@@ -93,6 +98,10 @@ def test_launch_commands_for_one_rank_torchrun_and_deepspeed(tmp_path):
     assert (args.hostfile, args.master_addr, args.module, args.no_ssh_check, args.no_local_rank) == (
         str(tmp_path / "hostfile"), "127.0.0.1", True, True, True)
     assert (args.user_script, args.user_args, args.num_gpus) == ("perf.worker", [], -1)  # the slots decide
+    # Two nodes: the ranks meet on the first host, where rank 0 runs, and rank 0 connects back.
+    two_nodes = Hostfile(tmp_path / "hostfile", {"worker-0": 8, "worker-1": 8})
+    args = parse_args(launch_command("py", 16, two_nodes, control="head:5000")[4:])
+    assert (args.master_addr, args.user_script, args.user_args) == ("worker-0", "perf.worker", ["--control=head:5000"])
 
 
 def _record(results, backend, bs, test="test_ms_per_token", **fields):

@@ -103,7 +103,9 @@ def discount_host_drift(verdict: Verdict, new_probe: list[float] | None, base_pr
     between the two runs: the interval's near end, less the host slowdown that the host probe's
     interval is sure of (its near end), must still clear the threshold. Otherwise the host may
     explain it: INCONCLUSIVE, saying so. The discount is whole, as if every cycle were host-bound
-    (small batches are; large ones less): a drifting host can hide a change, not raise one."""
+    (small batches are; large ones less): a drifting host can hide a change, not raise one. So can
+    a baseline recorded on a slower CPU of the same GPU profile, or a backend whose own threads
+    still spin when the probe runs right after its generate (CPU runs)."""
     if verdict.kind not in (REGRESSION, IMPROVEMENT) or not new_probe or not base_probe:
         return verdict
     host, host_low, host_high, _ = hodges_lehmann(new_probe, base_probe)

@@ -41,7 +41,8 @@ def launch_command(python: str, world_size: int = 1, hostfile=None, control: str
     if hostfile is not None:
         # No ssh check (a one-host hostfile needs no ssh; several need it working anyway); the
         # slots are the ranks, so no --num_gpus; the worker takes no --local_rank argument.
-        # Rank 0 runs on the first host, so the ranks meet there.
+        # Rank 0 runs on the first host, so the ranks meet there (on a port found free here:
+        # with pytest on another host than the first, it may be taken there, and the job fails).
         master = next(iter(hostfile.hosts)) if hostfile.multi_node else "127.0.0.1"
         command = [python, "-u", "-m", "deepspeed.launcher.runner", f"--hostfile={hostfile.path}", "--no_ssh_check",
                    f"--master_addr={master}", f"--master_port={free_port()}", "--no_local_rank",

@@ -1,9 +1,12 @@
 """The worker process: loads one backend once and answers the pytest process's requests.
 
-    python -m perf.worker        (started by perf/launcher.py, never by hand; N ranks: torchrun)
+    python -m perf.worker [--control=HOST:PORT]   (started by perf/launcher.py, never by hand;
+                                                   N ranks: torchrun or DeepSpeed's launcher)
 
-Requests come as JSON lines on stdin; replies go as JSON lines on the original stdout, which is
-moved aside first so that whatever the libraries print (to fd 1 too) lands in stderr instead.
+Rank 0 reads requests as JSON lines on stdin and writes replies as JSON lines on the original
+stdout, which is moved aside first so that whatever the libraries print (to fd 1 too) lands in
+stderr instead; with --control (several nodes), both go over a TCP connection back to pytest.
+The other ranks follow rank 0's requests (broadcast) and reply nothing.
 A reply is {"ok": true, "result": ...} or {"ok": false, "kind": "oom"|"unavailable"|"error",
 "error": "...", "traceback": "..."}.
 """
@@ -182,7 +185,7 @@ def _channel(rank: int):
     host, _, port = control.rpartition(":")
     connection = socket.create_connection((host, int(port)), timeout=60)
     connection.settimeout(None)
-    return connection.makefile("r"), connection.makefile("w", buffering=1)
+    return connection.makefile("r"), connection.makefile("w")  # main() flushes each reply
 
 
 def main() -> None:

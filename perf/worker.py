@@ -120,7 +120,10 @@ class Session:
             logits = self.adapter.forward(inputs)
         mask = inputs["attention_mask"].bool().cpu()
         logprobs = torch.log_softmax(logits.float().cpu(), dim=-1)[mask]
-        torch.save(logprobs, path)
+        # Every rank computes (ZeRO gathers weights collectively); only rank 0, which replies,
+        # writes: ranks writing the same file could leave pytest reading a truncated one.
+        if int(os.environ.get("RANK", "0")) == 0:
+            torch.save(logprobs, path)
         return {"positions": int(mask.sum())}
 
 

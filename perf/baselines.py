@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from perf.verdicts import (IMPROVEMENT, NEW, NO_CHANGE, REFUSED, REGRESSION, Verdict,
-                           compare_samples, compare_to_value, discount_host_drift)
+                           adjust_for_host, compare_samples, compare_to_value)
 
 SCHEMA = 1
 DEFAULT_THRESHOLD = 0.05
@@ -127,9 +127,9 @@ def judge(entry: dict | None, record: dict, protocol: dict) -> Verdict:
     threshold = entry.get("threshold", DEFAULT_THRESHOLD)
     base_samples = entry["samples"].get("ms_per_token") or []
     if base_samples:
-        speed = compare_samples(record["ms_per_token_samples"], base_samples, threshold)
-        speed = discount_host_drift(speed, record.get("host_probe_ms_samples"),
-                                    entry["samples"].get("host_probe_ms"), threshold)
+        new_samples = record["ms_per_token_samples"]
+        speed = adjust_for_host(compare_samples(new_samples, base_samples, threshold), new_samples, base_samples,
+                                record.get("host_probe_ms_samples"), entry["samples"].get("host_probe_ms"), threshold)
     else:
         speed = compare_to_value(record["ms_per_token_samples"], entry["ms_per_token"], threshold)
     memory = _memory_regression(entry, record)

@@ -44,6 +44,8 @@ def test_run_against_run_uses_both_sides_samples(capsys):
     assert rows["accelerate bf16"][2] == "0.46 (-9.7%) ⚪"
     assert "<details><summary>🔴 REGRESSION: accelerate int8 bs=32</summary>" in out
     assert "- this run: median 1.991 ms/token, 5 samples, 1.423..2.290" in out
+    assert "<details><summary>🟡 6 inconclusive: why</summary>" in out
+    assert "- accelerate int8 bs=1: INCONCLUSIVE +11.3% [" in out
     assert "### Time to first token, ms" in out and "### Peak memory, MB (max over devices)" in out
 
 

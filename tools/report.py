@@ -208,6 +208,11 @@ def render(results: dict, base: dict | None, described: str) -> tuple[str, dict]
             if diffs:
                 lines += ["- versions: " + ", ".join(diffs)]
         lines += ["", "</details>"]
+    undecided = [(key, verdict) for key, (verdict, _) in judged.items() if verdict.kind == INCONCLUSIVE]
+    if undecided:  # what would decide each one: more cycles, or a quieter host
+        lines += ["", f"<details><summary>{MARK[INCONCLUSIVE]} {len(undecided)} inconclusive: why</summary>", ""]
+        lines += [f"- {title(backend)} bs={size}: {verdict.describe()}" for (backend, size), verdict in undecided]
+        lines += ["", "</details>"]
     return "\n".join(lines) + "\n", counts
 
 

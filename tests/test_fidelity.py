@@ -42,3 +42,27 @@ def test_outside_the_tolerance_exits_1(capsys):
 def test_a_batch_size_the_suite_did_not_run_is_named_before_any_load(capsys):
     with pytest.raises(SystemExit, match=r"no ms/token of accel_bf16 at batch size \[32\]"):
         run(capsys, "--batch-sizes", "1,32", "--compare", str(RESULTS))
+
+
+def test_interleave_alternates_with_the_suites_own_worker_and_stops_it(capsys, monkeypatch):
+    import os
+    started = []
+    real_start = fidelity.start_suite_worker
+    monkeypatch.setattr(fidelity, "start_suite_worker", lambda *a: started.append(real_start(*a)) or started[-1])
+    code, lines = run(capsys, "--batch-sizes", "1,2", "--interleave", "--tolerance", "1000")
+    assert code == 0 and [line["batch_size"] for line in lines] == [1, 2]
+    for line in lines:
+        # 2 cycles of 5 new tokens a row on each side: the suite's worker counted what the article's loop did.
+        assert line["new_tokens"] == [2 * 5 * line["batch_size"]] * 2
+        assert line["ratio"] == pytest.approx(line["ms_per_token"] / line["suite_ms_per_token"])
+        assert len(line["pair_ratios"]) == 2 and line["suite_host_probe_ms"] > 0
+    worker, = started
+    assert worker.proc.poll() is not None  # stopped: no worker outlives the tool
+    with pytest.raises(ProcessLookupError):
+        os.kill(worker.pid, 0)
+
+
+def test_interleave_and_compare_are_exclusive(capsys):
+    with pytest.raises(SystemExit):
+        run(capsys, "--interleave", "--compare", str(RESULTS))
+    assert "not allowed with argument" in capsys.readouterr().err

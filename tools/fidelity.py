@@ -1,21 +1,30 @@
 """The article's own benchmark loop, outside the suite, to check that the suite measures the same.
 
     python tools/fidelity.py --backend accel_bf16 --model PATH --batch-sizes 1,8 [--cycles 5]
-                             [--compare perf-results.json]
+                             [--interleave | --compare perf-results.json]
 
 A reproduction of transformers-bloom-inference's `--benchmark` path (bloom-accelerate-inference.py
 and bloom-ds-inference.py): load the model the script's way, one warm-up generate, then `cycles`
 calls of tokenize + generate + decode between two `torch.cuda.synchronize()`, and ms/token =
 elapsed / the sum of new tokens (output length - padded input length per row). Only the loading
-and this loop; none of the suite's code but its host probe, taken before and after the loop (the
-lent H200's CPU speed drifted 2x within a minute, so a ratio comes with the hosts' ratio). With
---compare, the suite's figure for the same backend and batch size is read from its results file
-and the ratio printed; exit 1 beyond --tolerance.
+and this loop; none of the suite's code but its host probe, taken before and after the loop.
+
+--interleave: also start the suite's own worker for the backend (perf.launcher, as pytest does;
+it loads through perf.adapters) and alternate one article cycle with one `cycle` of the suite's
+worker, first one then the other, so that both see the same host. The lent H200's CPU speed
+drifted 1.8x within seconds, so the same two loops timed a minute apart disagreed by up to 2x
+(README, "Roofline and fidelity"). Both models stay loaded (twice the weights in device memory).
+Each article cycle is timed on its own: its decode copies the tokens to the host, which waits for
+the device, so the per-cycle syncs add nothing to what the article's loop times.
+--compare: the suite's figure for the same backend and batch size from its results file.
+Either way the ratio (article / suite, both total time over total new tokens) is printed; exit 1
+beyond --tolerance.
 """
 import argparse
 import json
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -43,30 +52,77 @@ def load(backend: str, model: str):
     return tokenizer, net.eval()
 
 
-def benchmark(tokenizer, model, batch_size: int, new_tokens: int, cycles: int) -> float:
+def article_cycle(tokenizer, model, batch_size: int, new_tokens: int):
+    """One generate of the article's loop: tokenize + generate + decode; returns the new tokens."""
     import torch
-    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
     inputs = [PROMPTS[i % len(PROMPTS)] for i in range(batch_size)]
-    kwargs = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
-                  pad_token_id=tokenizer.pad_token_id)
-    device = next(model.parameters()).device
+    tokens = tokenizer(inputs, return_tensors="pt", padding=True).to(next(model.parameters()).device)
+    with torch.no_grad():
+        outputs = model.generate(**tokens, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
+                                 pad_token_id=tokenizer.pad_token_id)
+    new = [o.shape[0] - i.shape[0] for i, o in zip(tokens.input_ids, outputs)]
+    tokenizer.batch_decode(outputs, skip_special_tokens=True)
+    return sum(new)
 
-    def generate():
-        tokens = tokenizer(inputs, return_tensors="pt", padding=True).to(device)
-        with torch.no_grad():
-            outputs = model.generate(**tokens, **kwargs)
-        new = [o.shape[0] - i.shape[0] for i, o in zip(tokens.input_ids, outputs)]
-        tokenizer.batch_decode(outputs, skip_special_tokens=True)
-        return sum(new)
 
-    generate()  # warm-up
+def _sync():
+    import torch
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def benchmark(tokenizer, model, batch_size: int, new_tokens: int, cycles: int) -> tuple[float, float]:
+    """The article's loop: (ms/token, host probe ms around it)."""
+    article_cycle(tokenizer, model, batch_size, new_tokens)  # warm-up
     probe_before = host_probe_ms()
-    sync()
+    _sync()
     start, total = time.time(), 0
     for _ in range(cycles):
-        total += generate()
-    sync()
+        total += article_cycle(tokenizer, model, batch_size, new_tokens)
+    _sync()
     return 1000 * (time.time() - start) / total, (probe_before + host_probe_ms()) / 2
+
+
+def start_suite_worker(backend: str, model: str, log_dir: str):
+    """The suite's worker for `backend`, loaded as pytest loads it (one rank)."""
+    from perf.backends import BACKENDS
+    from perf.launcher import Worker
+    worker = Worker(f"fidelity-{backend}", sys.executable, [], 1800, Path(log_dir))
+    try:
+        worker.call("load", adapter=BACKENDS[backend].adapter, model=model, options={"max_memory": None})
+    except BaseException:
+        worker.stop()
+        raise
+    return worker
+
+
+def interleaved(tokenizer, model, worker, batch_size: int, new_tokens: int, cycles: int) -> dict:
+    """Article and suite cycles alternated (A S, S A, ...) after one warm-up each."""
+    article_cycle(tokenizer, model, batch_size, new_tokens)
+    worker.call("cycle", batch_size=batch_size, new_tokens=new_tokens)
+    article, suite = [], []  # (seconds, new tokens, host probe ms) per cycle
+
+    def one_article():
+        probe = host_probe_ms()
+        _sync()
+        start = time.perf_counter()
+        tokens = article_cycle(tokenizer, model, batch_size, new_tokens)
+        _sync()
+        article.append((time.perf_counter() - start, tokens, (probe + host_probe_ms()) / 2))
+
+    def one_suite():
+        reply = worker.call("cycle", batch_size=batch_size, new_tokens=new_tokens)
+        suite.append((reply["seconds"], reply["new_tokens"], reply["host_probe_ms"]))
+
+    for i in range(cycles):
+        for step in ((one_article, one_suite) if i % 2 == 0 else (one_suite, one_article)):
+            step()
+    ms = lambda cycles_: 1000 * sum(c[0] for c in cycles_) / sum(c[1] for c in cycles_)  # noqa: E731
+    return {"ms_per_token": ms(article), "suite_ms_per_token": ms(suite), "ratio": ms(article) / ms(suite),
+            "pair_ratios": [round((a[0] / a[1]) / (s[0] / s[1]), 4) for a, s in zip(article, suite)],
+            "host_probe_ms": statistics.median(c[2] for c in article),
+            "suite_host_probe_ms": statistics.median(c[2] for c in suite),
+            "new_tokens": [sum(c[1] for c in article), sum(c[1] for c in suite)]}
 
 
 def main(argv=None) -> int:
@@ -76,7 +132,10 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-sizes", default="1", help="comma-separated, timed one after another on one load (default: 1)")
     ap.add_argument("--new-tokens", type=int, default=100)
     ap.add_argument("--cycles", type=int, default=5)
-    ap.add_argument("--compare", help="the suite's results file from the same machine")
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--compare", help="the suite's results file from the same machine")
+    mode.add_argument("--interleave", action="store_true",
+                      help="alternate cycles with the suite's own worker, loaded beside this model")
     ap.add_argument("--tolerance", type=float, default=0.05)
     args = ap.parse_args(argv)
     try:
@@ -92,17 +151,31 @@ def main(argv=None) -> int:
         if missing:
             sys.exit(f"{args.compare}: no ms/token of {args.backend} at batch size {missing}")
     tokenizer, model = load(args.backend, args.model)
-    outside = 0
-    for batch_size in batch_sizes:
-        ms, probe = benchmark(tokenizer, model, batch_size, args.new_tokens, args.cycles)
-        out = {"backend": args.backend, "batch_size": batch_size, "ms_per_token": ms, "host_probe_ms": probe}
-        if args.compare:
-            theirs = suite[batch_size]
-            out.update(suite_ms_per_token=theirs["ms_per_token_article"], ratio=ms / theirs["ms_per_token_article"])
-            if theirs.get("host_probe_ms_samples"):  # a ratio far from 1 with the host's as far says "host"
-                out["host_ratio"] = probe / statistics.median(theirs["host_probe_ms_samples"])
-            outside += abs(out["ratio"] - 1) > args.tolerance
-        print(json.dumps(out), flush=True)
+    worker = None
+    with tempfile.TemporaryDirectory(prefix="fidelity-") as log_dir:
+        try:
+            if args.interleave:
+                worker = start_suite_worker(args.backend, args.model, log_dir)
+            outside = 0
+            for batch_size in batch_sizes:
+                out = {"backend": args.backend, "batch_size": batch_size}
+                if worker is not None:
+                    out.update(interleaved(tokenizer, model, worker, batch_size, args.new_tokens, args.cycles))
+                else:
+                    ms, probe = benchmark(tokenizer, model, batch_size, args.new_tokens, args.cycles)
+                    out.update(ms_per_token=ms, host_probe_ms=probe)
+                if args.compare:
+                    theirs = suite[batch_size]
+                    out.update(suite_ms_per_token=theirs["ms_per_token_article"],
+                               ratio=out["ms_per_token"] / theirs["ms_per_token_article"])
+                    if theirs.get("host_probe_ms_samples"):  # a ratio far from 1 with the host's as far says "host"
+                        out["host_ratio"] = out["host_probe_ms"] / statistics.median(theirs["host_probe_ms_samples"])
+                if "ratio" in out:
+                    outside += abs(out["ratio"] - 1) > args.tolerance
+                print(json.dumps(out), flush=True)
+        finally:
+            if worker is not None:
+                worker.stop()
     return 1 if outside else 0
 
 

@@ -196,6 +196,18 @@ class Worker:
         except (ProcessLookupError, PermissionError):
             pass
         self.proc.wait()
+        for buffer in self.shm_buffers():
+            buffer.unlink(missing_ok=True)
+
+    def shm_buffers(self) -> list[Path]:
+        """DeepSpeed's shared-memory all-reduce buffers of these ranks on this host (its CPU
+        backend makes one per rank, 69 MB in /dev/shm, named by user, master address and port).
+        Ranks that exit unlink theirs; killed ranks leave them behind, in memory."""
+        flags = dict(arg.lstrip("-").replace("-", "_").split("=", 1) for arg in self.command if "=" in arg)
+        if self.world_size == 1 or "master_port" not in flags:
+            return []
+        return sorted(Path("/dev/shm").glob(
+            f"deepspeed_allreduce_buffer_{os.getuid()}_{flags['master_addr']}_{flags['master_port']}_*"))
 
     def stop(self, grace: float = 10.0) -> None:
         """Ask the worker to exit; kill its whole process group if it does not in time."""

@@ -2,10 +2,13 @@
 carries the requests, DeepSpeed ZeRO-3 runs for real; rank 0 answers pytest, the others follow."""
 import os
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO, pid_alive
+
+SHM = Path("/dev/shm")  # where DeepSpeed's CPU all-reduce keeps a buffer per rank
 
 
 def test_zero_with_two_ranks_counts_both_ranks_tokens_and_passes_correctness(run_perf):
@@ -54,11 +57,13 @@ def test_killing_rank_1_fails_the_backend_and_leaves_no_rank(run_perf, tmp_path,
     monkeypatch.setenv("PATH", f"{REPO / 'tests' / 'bin'}{os.pathsep}{os.environ['PATH']}")
     (tmp_path / "hostfile").write_text(HOSTFILES["two nodes" if "nodes" in launcher else "one host"])
     ranks = ["--world-size", "2"] if launcher == "torchrun" else ["--hostfile", str(tmp_path / "hostfile")]
+    shm_before = set(SHM.glob("deepspeed_allreduce_buffer_*"))
     run = run_perf("-p", "tests.doubles", *ranks, "--worker-timeout", "120",
                    "-k", "ms_per_token and double_zero_rank1_killed")
     run.result.assert_outcomes(failed=2)
     loads = run.loads()
     assert len(loads) == 2 and not [load for load in loads if pid_alive(load["pid"])]
+    assert set(SHM.glob("deepspeed_allreduce_buffer_*")) <= shm_before  # nor the ranks' shared memory
     if "nodes" in launcher:
         # No launcher sees both ranks: rank 0's collective error fails the first test, and rank 0,
         # unable to follow its peer, ends the job before the second.
@@ -82,3 +87,24 @@ def test_xdist_gives_the_same_outcomes_and_keeps_each_backend_on_one_worker(run_
     assert loads.count("perf.adapters:AccelerateBf16") == 1 and loads.count("perf.adapters:DeepSpeedZeroBf16") == 1
     timed = spread.tests(test="test_ms_per_token", backend="accel_bf16")
     assert all(len(t["ms_per_token_samples"]) == 1 for t in timed)  # measured without pytest-benchmark
+
+
+def test_deepspeed_inference_over_two_ranks_shards_and_gives_the_same_greedy_tokens(tmp_path):
+    """Issue: tensor parallelism with tp_size=2 on CPU (bf16, no kernel injection) against tp_size=1."""
+    import sys
+
+    from perf import protocol
+    from perf.launcher import Worker
+    from perf.settings import EMBEDDED_MODEL
+    infos, tokens = {}, {}
+    for world in (1, 2):
+        worker = Worker(f"autotp-{world}", sys.executable, [], 300, tmp_path, world_size=world)
+        try:
+            infos[world] = worker.call("load", adapter="tests.autotp:DeepSpeedAutoTPBf16", model=str(EMBEDDED_MODEL),
+                                       options={})
+            tokens[world] = worker.call("greedy", prompts=list(protocol.PROMPTS), new_tokens=100)["tokens"]
+        finally:
+            worker.stop()
+    assert infos[2]["world_size"] == 2 and infos[2]["sharded_layers"] > 0
+    assert infos[2]["mlp_width_per_rank"] * 2 == infos[1]["mlp_width_per_rank"]  # each rank holds half
+    assert tokens[2] == tokens[1]

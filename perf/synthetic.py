@@ -45,6 +45,12 @@ def parse(text: str) -> tuple[str, int, str]:
     return match["shape"], layers, name
 
 
+def slice_of(model_name: str) -> tuple[int, int] | None:
+    """(layers kept, full layers) when a model name (as parse() makes it) is a slice, else None."""
+    match = re.search(r"-(\d+)of(\d+)layers$", model_name)
+    return (int(match[1]), int(match[2])) if match else None
+
+
 def cache_dir() -> Path:
     return Path(os.environ.get("PERF_SYNTHETIC_DIR", Path.home() / ".cache" / "bloom-perf-suite" / "synthetic"))
 

@@ -121,3 +121,29 @@ def test_bad_input_is_one_line_exit_2_and_no_output_file(tmp_path, capsys, case,
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err and err.startswith("report: ")
     assert not out.exists() and list(tmp_path.iterdir()) in ([], [results])
+
+
+def test_article_section_puts_each_cell_beside_the_published_one_and_names_a_slice(capsys, tmp_path):
+    article = REPO / "baselines" / "8xA100-80GB" / "bigscience--bloom.json"
+    results = json.loads(CPU_RESULTS.read_text())
+    assert report.main([str(CPU_RESULTS), "--article", str(article)]) == 0
+    out = capsys.readouterr().out
+    section = out[out.index("### Beside the article (8xA100-80GB)"):]
+    rows = _rows(section)
+    ours = {t["batch_size"]: t["ms_per_token"] for t in results["tests"]
+            if t["test"] == "test_ms_per_token" and t["backend"] == "accel_bf16"}
+    assert rows["accelerate bf16"][:2] == [f"{ours[1]:.2f} / 230.38 ({ours[1] / 230.38:.2f}×)",
+                                           f"{ours[8]:.2f} / 31.78 ({ours[8] / 31.78:.2f}×)"]
+    assert rows["accelerate bf16"][4] == "– / OOM"  # bs=64: the article's OOM, not run here
+    assert rows["ds-inference int8"][0].endswith("[^a1]") and "[^a1]: ds_int8: int8 method here" in section
+    assert "A slice" not in section
+    results["model"] = "synthetic-bloom-176b-8of70layers"
+    sliced = tmp_path / "sliced.json"
+    sliced.write_text(json.dumps(results))
+    assert report.main([str(sliced), "--article", str(article)]) == 0
+    assert "**A slice: 8 of 70 blocks**" in capsys.readouterr().out
+
+
+def test_article_that_is_not_a_baseline_file_is_bad_input(capsys):
+    assert report.main([str(CPU_RESULTS), "--article", str(CPU_RESULTS)]) == 2
+    assert "cpu-results.json: field 'entries': missing or not an object" in capsys.readouterr().err

@@ -3,6 +3,11 @@
     python tools/report.py RESULTS... [--against BASELINES_DIR | --against BASELINE.json | --against OTHER_RESULTS]
                            [--out report.md] [--plot plot.png] [--fail-on regression|inconclusive|never]
     python tools/report.py --baseline-only baselines/8xA100-80GB/bigscience--bloom.json
+    python tools/report.py RESULTS... --article baselines/8xA100-80GB/bigscience--bloom.json
+
+--article adds this run beside the article's published table, cell by cell, with the ratio: a
+comparison across hardware (and, for a synthetic model, other weights or a slice of the layers,
+which the section says), not a verdict.
 
 RESULTS is the suite's --results file. Against a baseline store, the file for the run's hardware
 profile and model is used; against another results file (the PR case: base vs head in one job),
@@ -16,7 +21,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from perf import baselines  # noqa: E402
+from perf import baselines, synthetic  # noqa: E402
 from perf.backends import BACKENDS  # noqa: E402
 from perf.verdicts import IMPROVEMENT, INCONCLUSIVE, NEW, NO_CHANGE, REFUSED, REGRESSION  # noqa: E402
 
@@ -261,6 +266,52 @@ def render_baseline(path: Path) -> str:
                      + _table(["Project"] + [f"bs={s}" for s in sizes], rows)) + "\n"
 
 
+def render_article(results: dict, path: Path) -> str:
+    """This run beside a published table: "ours / theirs (ours/theirs ×)" per cell."""
+    data = read_json(path, "--article file")
+    try:
+        baselines.validate(data, path)
+    except baselines.BaselineError as exc:
+        raise ReportError(str(exc)) from None
+    current = current_side(results)
+    article = data["entries"]
+    sizes = sorted({int(k[2:]) for e in article.values() for k in e} | {k[1] for k in current})
+    backends = [b for b in BACKENDS if b in article or any(k[0] == b for k in current)]
+    notes: list[str] = []
+    rows = []
+    for backend in backends:
+        row = [title(backend)]
+        for size in sizes:
+            entry, rec = article.get(backend, {}).get(f"bs{size}"), current.get((backend, size))
+            theirs = ("OOM" if entry["outcome"] == "oom" else entry["provenance"].get("as_published")
+                      or f"{entry['ms_per_token']:.2f}") if entry else "–"
+            ours = "–" if rec is None else "OOM" if rec["outcome"] == "oom" else \
+                f"{rec['ms_per_token']:.2f}" if rec.get("ms_per_token") is not None else rec["outcome"]
+            cell = f"{ours} / {theirs}"
+            if rec and rec.get("ms_per_token") is not None and entry and entry["outcome"] != "oom":
+                cell += f" ({rec['ms_per_token'] / entry['ms_per_token']:.2f}×)"
+            ours_method = (rec or {}).get("protocol", {}).get("int8_method")
+            theirs_method = (entry or {}).get("protocol", {}).get("int8_method")
+            if rec and entry and ours_method != theirs_method:
+                note = f"{backend}: int8 method here {ours_method!r}, in the article {theirs_method!r}"
+                if note not in notes:
+                    notes.append(note)
+                cell += f"[^a{notes.index(note) + 1}]"
+            row.append(cell)
+        rows.append(row)
+    sliced = synthetic.slice_of(results["model"])
+    what = [f"ms/token here ({results['model']} on {results.get('hardware_profile')}) / in the article "
+            f"({data['model']} on {data['profile']}), and their ratio; `{path}`."]
+    if sliced:
+        what.append(f"**A slice: {sliced[0]} of {sliced[1]} blocks** (the embedding and LM head whole), "
+                    f"while the article ran all {sliced[1]}; the ratio compares unlike models.")
+    lines = ["", f"### Beside the article ({data['profile']})", "", *what, ""]
+    lines += _table(["Project"] + [f"bs={s}" for s in sizes], rows)
+    if notes:
+        lines += [""] + [f"[^a{i}]: {text}" for i, text in enumerate(notes, 1)]
+    return "\n".join(lines) + "\n"
+
+
 def plot(results: dict, base: dict | None, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -308,6 +359,7 @@ def main(argv=None) -> int:
     ap.add_argument("--plot", help="write a PNG of ms/token against batch size here")
     ap.add_argument("--fail-on", choices=["regression", "inconclusive", "never"], default="regression")
     ap.add_argument("--baseline-only", metavar="BASELINE", help="render a baseline file on its own")
+    ap.add_argument("--article", metavar="BASELINE", help="add this run beside a published table (the article's)")
     args = ap.parse_args(argv)
     try:
         if args.baseline_only:
@@ -316,6 +368,8 @@ def main(argv=None) -> int:
             results = read_results([Path(p) for p in args.results])
             base, described = base_side(results, args.against)
             text, counts = render(results, base, described)
+            if args.article:
+                text += render_article(results, Path(args.article))
             if args.plot:
                 _write_atomically(Path(args.plot), lambda p: plot(results, base, p))
         else:

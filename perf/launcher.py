@@ -77,6 +77,11 @@ class Worker:
         environ["PYTHONPATH"] = os.pathsep.join(paths)
         environ.setdefault("HF_HUB_OFFLINE", "1")
         environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        if world_size > 1 and hostfile is None:
+            # The ranks per node, as DeepSpeed's launcher sets it and torchrun does not: without
+            # it DeepSpeed's CPU all-reduce (inference_all_reduce over shared memory) never maps
+            # its buffers and segfaults.
+            environ["LOCAL_SIZE"] = str(world_size)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "w+b")
         # Several nodes: rank 0 connects back here (pdsh carries no stdin), and what the launcher
@@ -202,8 +207,12 @@ class Worker:
     def shm_buffers(self) -> list[Path]:
         """DeepSpeed's shared-memory all-reduce buffers of these ranks on this host (its CPU
         backend makes one per rank, 69 MB in /dev/shm, named by user, master address and port).
-        Ranks that exit unlink theirs; killed ranks leave them behind, in memory."""
-        flags = dict(arg.lstrip("-").replace("-", "_").split("=", 1) for arg in self.command if "=" in arg)
+        DeepSpeed 0.19.8 never unlinks them, not even on a clean exit: left, they hold memory."""
+        flags = {}
+        for arg in self.command:
+            key, equals, value = arg.partition("=")
+            if equals:
+                flags[key.lstrip("-").replace("-", "_")] = value
         if self.world_size == 1 or "master_port" not in flags:
             return []
         return sorted(Path("/dev/shm").glob(

@@ -104,13 +104,15 @@ def adjust_for_host(verdict: Verdict, new: list[float], base: list[float], new_p
     """The same comparison again, each cycle's ms/token divided by the host probe taken around that
     cycle: its time in units of the host CPU's own speed. Decoding at small and middle batch sizes
     is bound by the host CPU, whose speed drifted 1.8x within a minute on the lent H200; there, in
-    one process, cycle times followed the probe with slope 0.8-0.9 in log-log and correlation
-    0.8-0.9 (docs/results/h200-probe-vs-decode.jsonl). The raw verdict holds if no part of a cycle
-    waits on the host, the normalized one if all of it does; the truth lies between, so a verdict
-    stands only where the two agree. A REGRESSION or IMPROVEMENT the other does not find, or a
-    NO CHANGE it contradicts with a change, becomes INCONCLUSIVE and says why. Without a probe per
-    cycle on both sides (baselines older than the probe), the raw verdict stands."""
-    if not new_probe or not base_probe or len(new_probe) != len(new) or len(base_probe) != len(base):
+    one process, cycle times followed the probe with slope 0.82-0.89 in log-log and correlation
+    0.78-0.90 (docs/results/h200-probe-vs-decode.jsonl). The raw verdict holds if no part of a cycle
+    waits on the host, the normalized one if all of it does; the truth lies between. So a
+    REGRESSION or IMPROVEMENT stands only if the normalized comparison finds it too, and a NO
+    CHANGE only if that comparison finds no change; otherwise INCONCLUSIVE, saying why. Without a
+    usable probe per cycle on both sides (baselines older than the probe), the raw verdict stands."""
+    usable = lambda probe, samples: bool(probe) and len(probe) == len(samples) and all(  # noqa: E731
+        math.isfinite(p) and p > 0 for p in probe)
+    if not (usable(new_probe, new) and usable(base_probe, base)):
         return verdict
     normalized = compare_samples([m / p for m, p in zip(new, new_probe)],
                                  [m / p for m, p in zip(base, base_probe)], threshold)

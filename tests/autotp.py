@@ -16,11 +16,6 @@ class DeepSpeedAutoTPBf16(Adapter):
         from deepspeed.module_inject.layers import LinearAllreduce, LinearLayer
         from transformers import AutoModelForCausalLM
         world = init_single_rank()
-        deepspeed.init_distributed(dist_backend="gloo")  # its comm backend over the ranks' process group
-        # DeepSpeed's own shared-memory all-reduce (its bf16 path needs avx512bw, which this
-        # EPYC has) segfaults in inference_all_reduce (exit -11, DeepSpeed 0.19.8); level 0 makes
-        # DeepSpeed fall back to torch.distributed's all_reduce over gloo.
-        ds_comm.cdb.shm_vector_kernel_level = 0
         self.load_tokenizer(model)
         net = AutoModelForCausalLM.from_pretrained(model, **dtype_kwargs(self.dtype)).eval()
         engine = deepspeed.init_inference(net, dtype=self.dtype, tensor_parallel={"tp_size": world},
@@ -28,5 +23,7 @@ class DeepSpeedAutoTPBf16(Adapter):
         self.model = engine.module
         mlp_in = self.model.transformer.h[0].mlp.dense_h_to_4h
         return {"dtype": "bf16", "world_size": world,
+                # >0: DeepSpeed's own shared-memory all-reduce kernel, not gloo's, sums the shards
+                "shm_all_reduce_level": getattr(ds_comm.cdb, "shm_vector_kernel_level", 0),
                 "sharded_layers": sum(isinstance(m, (LinearAllreduce, LinearLayer)) for m in self.model.modules()),
                 "mlp_width_per_rank": mlp_in.weight.shape[0]}

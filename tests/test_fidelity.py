@@ -66,3 +66,16 @@ def test_interleave_and_compare_are_exclusive(capsys):
     with pytest.raises(SystemExit):
         run(capsys, "--interleave", "--compare", str(RESULTS))
     assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_a_suite_worker_that_fails_to_load_is_reported_with_its_traceback_and_stderr(capsys, monkeypatch):
+    import dataclasses
+
+    from perf import backends
+    crashing = dataclasses.replace(backends.BACKENDS["accel_bf16"], adapter="tests.doubles:CrashOnLoad")
+    monkeypatch.setitem(backends.BACKENDS, "accel_bf16", crashing)
+    with pytest.raises(SystemExit) as exited:
+        run(capsys, "--interleave")
+    message = str(exited.value.code)
+    assert message.startswith("the suite's accel_bf16 worker failed to load: RuntimeError: double: load exploded")
+    assert "Traceback" in message and "double: this line must reach the failure report" in message

@@ -8,7 +8,8 @@ import pytest
 
 from tests.conftest import REPO, pid_alive
 
-SHM = Path("/dev/shm")  # where DeepSpeed's CPU all-reduce keeps a buffer per rank
+# DeepSpeed's CPU all-reduce keeps a buffer per rank here, named by user, master address and port.
+SHM_BUFFERS = f"deepspeed_allreduce_buffer_{os.getuid()}_*"
 
 
 def test_zero_with_two_ranks_counts_both_ranks_tokens_and_passes_correctness(run_perf):
@@ -57,13 +58,13 @@ def test_killing_rank_1_fails_the_backend_and_leaves_no_rank(run_perf, tmp_path,
     monkeypatch.setenv("PATH", f"{REPO / 'tests' / 'bin'}{os.pathsep}{os.environ['PATH']}")
     (tmp_path / "hostfile").write_text(HOSTFILES["two nodes" if "nodes" in launcher else "one host"])
     ranks = ["--world-size", "2"] if launcher == "torchrun" else ["--hostfile", str(tmp_path / "hostfile")]
-    shm_before = set(SHM.glob("deepspeed_allreduce_buffer_*"))
+    shm_before = set(Path("/dev/shm").glob(SHM_BUFFERS))
     run = run_perf("-p", "tests.doubles", *ranks, "--worker-timeout", "120",
                    "-k", "ms_per_token and double_zero_rank1_killed")
     run.result.assert_outcomes(failed=2)
     loads = run.loads()
     assert len(loads) == 2 and not [load for load in loads if pid_alive(load["pid"])]
-    assert set(SHM.glob("deepspeed_allreduce_buffer_*")) <= shm_before  # nor the ranks' shared memory
+    assert set(Path("/dev/shm").glob(SHM_BUFFERS)) <= shm_before  # nor the ranks' shared memory
     if "nodes" in launcher:
         # No launcher sees both ranks: rank 0's collective error fails the first test, and rank 0,
         # unable to follow its peer, ends the job before the second.
@@ -91,6 +92,7 @@ def test_xdist_gives_the_same_outcomes_and_keeps_each_backend_on_one_worker(run_
 
 def test_deepspeed_inference_over_two_ranks_shards_and_gives_the_same_greedy_tokens(tmp_path):
     """Issue: tensor parallelism with tp_size=2 on CPU (bf16, no kernel injection) against tp_size=1."""
+    import json
     import sys
 
     from perf import protocol
@@ -105,6 +107,9 @@ def test_deepspeed_inference_over_two_ranks_shards_and_gives_the_same_greedy_tok
             tokens[world] = worker.call("greedy", prompts=list(protocol.PROMPTS), new_tokens=100)["tokens"]
         finally:
             worker.stop()
-    assert infos[2]["world_size"] == 2 and infos[2]["sharded_layers"] > 0
-    assert infos[2]["mlp_width_per_rank"] * 2 == infos[1]["mlp_width_per_rank"]  # each rank holds half
+    blocks = json.loads((EMBEDDED_MODEL / "config.json").read_text())["n_layer"]
+    # Every block's 4 Linear layers and the LM head, half of each on each rank.
+    assert infos[2]["world_size"] == 2 and infos[2]["sharded_layers"] == 4 * blocks + 1
+    assert infos[1]["sharded_layers"] == 0
+    assert infos[2]["mlp_width_per_rank"] * 2 == infos[1]["mlp_width_per_rank"]
     assert tokens[2] == tokens[1]

@@ -82,7 +82,7 @@ def test_a_regression_that_the_slower_host_explains_is_inconclusive_and_says_so(
 
 
 def test_an_improvement_with_a_faster_host_that_per_host_unit_is_a_regression_is_inconclusive():
-    # ds_fp16 at bs128 is only partly host-bound: -19% measured while the host ran 39% faster.
+    # ds_fp16 at bs128 is only partly host-bound: -19% measured while the probe took 39% less time.
     assert compare_samples(FP16_BS128_RUN2[0], FP16_BS128_RUN1[0], 0.05).kind == IMPROVEMENT
     verdict = judged(FP16_BS128_RUN2, FP16_BS128_RUN1)
     assert verdict.kind == INCONCLUSIVE and "but REGRESSION" in verdict.detail
@@ -96,6 +96,7 @@ def test_a_real_slowdown_stands_whatever_the_host_did():
     assert judged((slower, faster_host), BF16_BS8_RUN1).kind == REGRESSION
     assert judged((slower, None), BF16_BS8_RUN1).kind == REGRESSION  # an old baseline: no probes
     assert judged((slower, probe[:3]), BF16_BS8_RUN1).kind == REGRESSION  # probes not per cycle
+    assert judged((slower, [0.0] + probe[1:]), BF16_BS8_RUN1).kind == REGRESSION  # a broken probe
 
 
 def test_no_change_that_hides_a_change_per_host_unit_is_inconclusive():

@@ -86,10 +86,15 @@ def benchmark(tokenizer, model, batch_size: int, new_tokens: int, cycles: int) -
 def start_suite_worker(backend: str, model: str, log_dir: str):
     """The suite's worker for `backend`, loaded as pytest loads it (one rank)."""
     from perf.backends import BACKENDS
-    from perf.launcher import Worker
+    from perf.launcher import RemoteError, Worker, WorkerFailed
     worker = Worker(f"fidelity-{backend}", sys.executable, [], 1800, Path(log_dir))
     try:
         worker.call("load", adapter=BACKENDS[backend].adapter, model=model, options={"max_memory": None})
+    except (RemoteError, WorkerFailed) as exc:  # the worker's log goes with the temporary folder
+        detail = f"{exc.error}\n{exc.traceback}" if isinstance(exc, RemoteError) else str(exc)
+        tail = worker.stderr_tail()
+        worker.stop()
+        sys.exit(f"the suite's {backend} worker failed to load: {detail}\n--- its stderr (tail) ---\n{tail}")
     except BaseException:
         worker.stop()
         raise

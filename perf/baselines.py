@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from perf.verdicts import (IMPROVEMENT, NEW, NO_CHANGE, REFUSED, REGRESSION, Verdict,
-                           adjust_for_host, compare_samples, compare_to_value)
+                           compare_to_value, compare_with_host)
 
 SCHEMA = 1
 DEFAULT_THRESHOLD = 0.05
@@ -127,9 +127,8 @@ def judge(entry: dict | None, record: dict, protocol: dict) -> Verdict:
     threshold = entry.get("threshold", DEFAULT_THRESHOLD)
     base_samples = entry["samples"].get("ms_per_token") or []
     if base_samples:
-        new_samples = record["ms_per_token_samples"]
-        speed = adjust_for_host(compare_samples(new_samples, base_samples, threshold), new_samples, base_samples,
-                                record.get("host_probe_ms_samples"), entry["samples"].get("host_probe_ms"), threshold)
+        speed = compare_with_host(record["ms_per_token_samples"], base_samples, record.get("host_probe_ms_samples"),
+                                  entry["samples"].get("host_probe_ms"), threshold)
     else:
         speed = compare_to_value(record["ms_per_token_samples"], entry["ms_per_token"], threshold)
     memory = _memory_regression(entry, record)

@@ -8,7 +8,7 @@ lies below +log(1 + threshold) otherwise; INCONCLUSIVE when it straddles the thr
 cycles or processes would narrow it). A published figure has no samples: the median is compared
 with it at the entry's tolerance, and the verdict says no spread was available.
 Where both sides recorded a host probe per cycle, a verdict stands only if the comparison in units
-of the host's own speed agrees (adjust_for_host): the lent GPU host's CPU speed drifts.
+of the host's own speed agrees (compare_with_host): the lent GPU host's CPU speed drifts.
 """
 import math
 import statistics
@@ -99,17 +99,19 @@ def compare_to_value(new: list[float], value: float, tolerance: float) -> Verdic
                                         "no spread available)")
 
 
-def adjust_for_host(verdict: Verdict, new: list[float], base: list[float], new_probe: list[float] | None,
-                    base_probe: list[float] | None, threshold: float) -> Verdict:
-    """The same comparison again, each cycle's ms/token divided by the host probe taken around that
-    cycle: its time in units of the host CPU's own speed. Decoding at small and middle batch sizes
-    is bound by the host CPU, whose speed drifted 1.8x within a minute on the lent H200; there, in
-    one process, cycle times followed the probe with slope 0.82-0.89 in log-log and correlation
-    0.78-0.90 (docs/results/h200-probe-vs-decode.jsonl). The raw verdict holds if no part of a cycle
-    waits on the host, the normalized one if all of it does; the truth lies between. So a
-    REGRESSION or IMPROVEMENT stands only if the normalized comparison finds it too, and a NO
-    CHANGE only if that comparison finds no change; otherwise INCONCLUSIVE, saying why. Without a
-    usable probe per cycle on both sides (baselines older than the probe), the raw verdict stands."""
+def compare_with_host(new: list[float], base: list[float], new_probe: list[float] | None,
+                      base_probe: list[float] | None, threshold: float) -> Verdict:
+    """compare_samples, then the same comparison with each cycle's ms/token divided by the host
+    probe taken around that cycle: its time in units of the host CPU's own speed. Decoding at small
+    and middle batch sizes is bound by the host CPU, whose speed drifted 1.8x within a minute on
+    the lent H200; there, in one process, cycle times followed the probe with slope 0.82-0.89 in
+    log-log and correlation 0.78-0.90 (docs/results/h200-probe-vs-decode.jsonl). The raw verdict
+    holds if no part of a cycle waits on the host, the normalized one if all of it does; the truth
+    lies between. So a REGRESSION or IMPROVEMENT stands only if the normalized comparison finds it
+    too, and a NO CHANGE only if that comparison finds no change; otherwise INCONCLUSIVE, saying
+    why. Without a usable probe per cycle on both sides (baselines older than the probe), the raw
+    verdict stands."""
+    verdict = compare_samples(new, base, threshold)
     usable = lambda probe, samples: bool(probe) and len(probe) == len(samples) and all(  # noqa: E731
         math.isfinite(p) and p > 0 for p in probe)
     if not (usable(new_probe, new) and usable(base_probe, base)):
@@ -121,9 +123,9 @@ def adjust_for_host(verdict: Verdict, new: list[float], base: list[float], new_p
             or (verdict.kind == NO_CHANGE and normalized.kind in changes)):
         return verdict
     host = math.expm1(hodges_lehmann(new_probe, base_probe)[0])
-    raw = verdict.detail.split(";")[0]  # the samples and threshold, not the raw kind's advice
+    # verdict.detail is the samples and threshold only: advice is added to INCONCLUSIVE alone.
     return Verdict(INCONCLUSIVE, verdict.change, verdict.low, verdict.high,
-                   f"{raw}; {verdict.kind} as measured, but {normalized.kind} "
+                   f"{verdict.detail}; {verdict.kind} as measured, but {normalized.kind} "
                    f"{normalized.change:+.1%} [{normalized.low:+.1%}, {normalized.high:+.1%}] per unit of "
                    f"host speed: the host CPU itself ran {host:+.1%} against the baseline's (host probe); "
                    "rerun on a quieter host")

@@ -241,6 +241,13 @@ def _memory(rec):
     return max(memory) if memory else None
 
 
+def _as_published(entry: dict) -> str:
+    """A baseline entry's figure as its source printed it (OOM for an out-of-memory entry)."""
+    if entry["outcome"] == "oom":
+        return "OOM"
+    return entry["provenance"].get("as_published") or f"{entry['ms_per_token']:.2f}"
+
+
 def render_baseline(path: Path) -> str:
     """A baseline file as the article's table: values exactly as stored (as published)."""
     data = read_json(path, "baseline file")
@@ -254,12 +261,7 @@ def render_baseline(path: Path) -> str:
         row = [title(backend)]
         for size in sizes:
             entry = data["entries"][backend].get(f"bs{size}")
-            if entry is None:
-                row.append("")
-            elif entry["outcome"] == "oom":
-                row.append("OOM")
-            else:
-                row.append(entry["provenance"].get("as_published") or f"{entry['ms_per_token']:.2f}")
+            row.append("" if entry is None else _as_published(entry))
         rows.append(row)
     source = {e["provenance"].get("source") for es in data["entries"].values() for e in es.values()}
     return "\n".join([f"ms/token, {data['model']} on {data['profile']} ({'; '.join(sorted(s for s in source if s))})", ""]
@@ -283,8 +285,7 @@ def render_article(results: dict, path: Path) -> str:
         row = [title(backend)]
         for size in sizes:
             entry, rec = article.get(backend, {}).get(f"bs{size}"), current.get((backend, size))
-            theirs = ("OOM" if entry["outcome"] == "oom" else entry["provenance"].get("as_published")
-                      or f"{entry['ms_per_token']:.2f}") if entry else "–"
+            theirs = _as_published(entry) if entry else "–"
             ours = "–" if rec is None else "OOM" if rec["outcome"] == "oom" else \
                 f"{rec['ms_per_token']:.2f}" if rec.get("ms_per_token") is not None else rec["outcome"]
             cell = f"{ours} / {theirs}"

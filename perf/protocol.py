@@ -31,7 +31,8 @@ SCORING_TEXTS = PROMPTS
 # The host's own speed, taken right before and after every timed cycle. Decoding at small batch
 # sizes is bound by the Python and kernel-launch work of the host CPU, and on the lent H200 that
 # CPU's speed drifted 2x within a minute (docs/results/h200-host-noise.txt: the same loop took
-# 65 ms, then 140 ms for 40 s). A verdict uses it to tell a slower backend from a slower host.
+# 65 ms, then 100-156 ms for stretches of about 30 s). Verdicts use it to tell a slower backend
+# from a slower host (perf.verdicts.compare_with_host).
 HOST_PROBE_LOOPS = 200_000
 
 

@@ -13,7 +13,6 @@ from perf.verdicts import INCONCLUSIVE, REGRESSION, Verdict
 from perf.worker import versions
 
 SCHEMA = 1
-SPEED_TEST = "test_ms_per_token"
 
 
 def fingerprint() -> dict:
@@ -99,18 +98,11 @@ class Results:
 
     def update_baselines(self, records) -> None:
         """Write these records' entries (called after each ms/token test: a killed run keeps them)."""
-        by_profile: dict = {}  # profile -> backend -> {bsN: entry}
-        for rec in records:
-            if rec["test"] == SPEED_TEST and (rec.get("ms_per_token") is not None or rec["outcome"] == "oom") \
-                    and "protocol" in rec:
-                fp = {**self.fingerprint, "device_count": rec.get("device_count", self.fingerprint["device_count"])}
-                by_profile.setdefault(rec.get("hardware_profile") or self.profile, {}).setdefault(
-                    rec["backend"], {})[baselines.entry_key(rec["batch_size"])] = \
-                    baselines.entry_from(rec, rec["protocol"], fp)
+        by_profile = baselines.entries_from(records, self.fingerprint, self.profile)
         for profile, entries in by_profile.items():
             path = baselines.baseline_path(self.settings.baselines_dir, profile, self.settings.model_name)
             self.baseline_notes += baselines.update(path, profile, self.settings.model_name, entries,
-                                                    force=self.settings.update_baselines == "force")
+                                                    self.settings.update_baselines)
 
     def record(self, item) -> dict:
         params = getattr(item, "callspec", None)
@@ -202,8 +194,8 @@ class Results:
 
     def table(self) -> list[str]:
         """Backend rows x batch-size columns of ms/token, and the correctness verdicts."""
-        speed = [r for r in self.records.values() if r["test"] == SPEED_TEST]
-        checks = [r for r in self.records.values() if r["test"] != SPEED_TEST and r["backend"]]
+        speed = [r for r in self.records.values() if r["test"] == baselines.SPEED_TEST]
+        checks = [r for r in self.records.values() if r["test"] != baselines.SPEED_TEST and r["backend"]]
         ids = [b for b in (self.specs or BACKENDS) if any(r["backend"] == b for r in speed + checks)]
         sizes = sorted({r["batch_size"] for r in speed})
         notes: list[str] = []

@@ -39,7 +39,7 @@ class Settings:
     backend_envs: dict[str, BackendEnv] = field(default_factory=dict)
     baselines_dir: Path = REPO / "baselines"
     hardware: str | None = None  # the hardware profile; None: derived from the fingerprint
-    update_baselines: str | None = None  # None, "yes" or "force"
+    update_baselines: str | None = None  # None, "yes", "force" or "pool"
     strict_perf: bool = False
     world_size: int | None = None  # ranks of multi-rank backends; None: the visible GPUs (or 1)
     hostfile: "Hostfile | None" = None  # multi-rank backends start with DeepSpeed's launcher
@@ -86,9 +86,10 @@ def add_options(parser) -> None:
     group.addoption("--hardware", default=None, metavar="NAME",
                     help="hardware profile naming the baseline file, e.g. 8xA100-SXM4-80GB "
                          "(default: derived from the devices found, e.g. 1xH200, cpu-amd-epyc-2c)")
-    group.addoption("--update-baselines", nargs="?", const="yes", default=None, metavar="force",
+    group.addoption("--update-baselines", nargs="?", const="yes", default=None, metavar="force|pool",
                     help="write this run's measured entries into the baseline file; "
-                         "--update-baselines=force also replaces published entries")
+                         "--update-baselines=force also replaces published entries; "
+                         "--update-baselines=pool adds this run's samples to the entries' (a baseline over several runs)")
     group.addoption("--strict-perf", action="store_true", default=False,
                     help="fail INCONCLUSIVE verdicts too (default: only REGRESSION fails)")
     group.addoption("--world-size", default=None, metavar="N",
@@ -313,7 +314,7 @@ def from_config(config) -> Settings:
 
 
 def _update_mode(value: str | None) -> str | None:
-    if value not in (None, "yes", "force"):
-        raise pytest.UsageError(f"--update-baselines {value!r}: the only value it takes is 'force'; "
-                                "write --update-baselines after the test path, or --update-baselines=force")
+    if value not in (None, "yes", "force", "pool"):
+        raise pytest.UsageError(f"--update-baselines {value!r}: the values it takes are 'force' and 'pool'; "
+                                "write --update-baselines after the test path, or --update-baselines=pool")
     return value

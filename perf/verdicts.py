@@ -53,10 +53,28 @@ def mann_whitney_counts(m: int, n: int) -> tuple[int, ...]:
     return tuple(counts)
 
 
+@lru_cache(maxsize=None)
+def signed_rank_counts(n: int) -> tuple[int, ...]:
+    """Number of sign patterns of n paired differences giving the Wilcoxon statistic T = 0..n(n+1)/2
+    (T sums the ranks of the positive differences)."""
+    counts = [1]
+    for rank in range(1, n + 1):
+        grown = counts + [0] * rank
+        for t, c in enumerate(counts):
+            grown[t + rank] += c
+        counts = grown
+    return tuple(counts)
+
+
 def moses_rank(m: int, n: int, confidence: float = CONFIDENCE) -> tuple[int, float]:
     """(c, achieved confidence): the interval is the c-th smallest to c-th largest of the m*n
     pairwise differences; c = 0 means no interval exists at this confidence (too few samples)."""
-    counts = mann_whitney_counts(m, n)
+    return _interval_rank(mann_whitney_counts(m, n), confidence)
+
+
+def _interval_rank(counts: tuple[int, ...], confidence: float) -> tuple[int, float]:
+    """The rank c of a distribution-free interval from the statistic's null counts: the largest c
+    whose lower tail P(statistic < c) stays within (1 - confidence) / 2."""
     total = sum(counts)
     alpha_half = (1 - confidence) / 2
     c, below = 0, 0
@@ -73,6 +91,19 @@ def hodges_lehmann(new: list[float], base: list[float], confidence: float = CONF
     if c == 0:
         return statistics.median(diffs), -math.inf, math.inf, 1.0
     return statistics.median(diffs), diffs[c - 1], diffs[len(diffs) - c], achieved
+
+
+def paired_shift(ratios: list[float], confidence: float = CONFIDENCE):
+    """Shift in log of paired measurements, from each pair's ratio: the Hodges-Lehmann estimate
+    (median of the Walsh averages) with its exact Wilcoxon signed-rank interval, as
+    (estimate, low, high, achieved confidence). Pairs taken side by side in time share the host's
+    slow drift, which a two-sample comparison would count as noise."""
+    logs = [math.log(r) for r in ratios]
+    walsh = sorted((logs[i] + logs[j]) / 2 for i in range(len(logs)) for j in range(i, len(logs)))
+    c, achieved = _interval_rank(signed_rank_counts(len(logs)), confidence)
+    if c == 0:
+        return statistics.median(walsh), -math.inf, math.inf, 1.0
+    return statistics.median(walsh), walsh[c - 1], walsh[len(walsh) - c], achieved
 
 
 def compare_samples(new: list[float], base: list[float], threshold: float) -> Verdict:

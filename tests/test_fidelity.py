@@ -2,6 +2,7 @@
 fails. Its ratio to the suite on this noisy 2-core CPU says nothing, so the tolerance is opened
 here; the ratio that counts is measured on a GPU (README, "Roofline and fidelity")."""
 import json
+import statistics
 
 import pytest
 
@@ -49,17 +50,49 @@ def test_interleave_alternates_with_the_suites_own_worker_and_stops_it(capsys, m
     started = []
     real_start = fidelity.start_suite_worker
     monkeypatch.setattr(fidelity, "start_suite_worker", lambda *a: started.append(real_start(*a)) or started[-1])
-    code, lines = run(capsys, "--batch-sizes", "1,2", "--interleave", "--tolerance", "1000")
+    code, lines = run(capsys, "--batch-sizes", "1,2", "--interleave", "--cycles", "6", "--tolerance", "1000")
     assert code == 0 and [line["batch_size"] for line in lines] == [1, 2]
     for line in lines:
-        # 2 cycles of 5 new tokens a row on each side: the suite's worker counted what the article's loop did.
-        assert line["new_tokens"] == [2 * 5 * line["batch_size"]] * 2
+        # 6 cycles of 5 new tokens a row on each side: the suite's worker counted what the article's loop did.
+        assert line["new_tokens"] == [6 * 5 * line["batch_size"]] * 2
         assert line["ratio"] == pytest.approx(line["ms_per_token"] / line["suite_ms_per_token"])
-        assert len(line["pair_ratios"]) == 2 and line["suite_host_probe_ms"] > 0
+        assert len(line["pair_ratios"]) == line["pairs"] == 6 and line["suite_host_probe_ms"] > 0
+        assert [len(line["cycles"][side]) for side in ("article", "suite")] == [6, 6]
+        low, high = line["interval"]  # 6 pairs: the smallest and largest Walsh averages, 97% confidence
+        assert low <= line["paired_ratio"] <= high and line["confidence"] == pytest.approx(1 - 2 / 64)
+        assert line["host_adjusted_interval"] is not None and line["verdict"] == "WITHIN"
     worker, = started
     assert worker.proc.poll() is not None  # stopped: no worker outlives the tool
     with pytest.raises(ProcessLookupError):
         os.kill(worker.pid, 0)
+
+
+# Pair ratios (article / suite, ms/token) from the interleaved run on the lent H200, BLOOM-7b1
+# (docs/results/synthetic-bloom-7b1-1xH200-fidelity-interleaved.jsonl).
+H200_DS_FP16_BS8 = [1.5131, 1.1699, 1.0206, 1.2245, 1.2988, 1.3986, 1.0883, 1.1776, 0.9931, 1.0157]
+H200_ACCEL_BF16_BS1 = [0.6392, 1.3687, 0.9496, 1.056, 1.2093, 0.946, 1.0417, 1.0052, 1.0405, 1.2285]
+
+
+@pytest.mark.parametrize("pairs, probes, verdict", [
+    (H200_DS_FP16_BS8, [1.0] * 10, "OUTSIDE"),  # interval [1.054, 1.309]: the article's loop was slower
+    (H200_ACCEL_BF16_BS1, [1.0] * 10, "UNDECIDED"),  # [0.886, 1.193]: 10 pairs on that host cannot say
+    ([1.01, 0.99, 1.02, 0.98, 1.0, 1.01, 0.99, 1.0], [1.3] * 8, "WITHIN"),  # a steady 1.3x host gap leaves the raw verdict
+    ([1.2, 1.21, 1.19, 1.2, 1.22, 1.18], [1.0] * 6, "OUTSIDE"),
+    ([1.2, 1.21, 1.19, 1.2, 1.22], [1.0] * 5, "UNDECIDED"),  # 5 pairs: no 95% interval
+])
+def test_the_verdict_needs_the_whole_paired_interval_on_one_side_of_the_tolerance(pairs, probes, verdict):
+    line = {"ratio": statistics.median(pairs), **fidelity.agreement(pairs, probes)}
+    assert fidelity.judge(line, 0.05) == verdict
+    if line["interval"]:
+        low, high = line["interval"]
+        assert low <= line["paired_ratio"] <= high
+        # dividing each pair by its host ratio moves the host-adjusted estimate, not the raw one
+        assert line["host_adjusted_ratio"] == pytest.approx(line["paired_ratio"] / probes[0])
+
+
+def test_ds_fp16_bs8_interval_on_the_h200_as_quoted():
+    line = fidelity.agreement(H200_DS_FP16_BS8, [1.0] * 10)
+    assert [round(b, 3) for b in line["interval"]] == [1.054, 1.309] and line["confidence"] == pytest.approx(0.951, abs=1e-3)
 
 
 def test_interleave_and_compare_are_exclusive(capsys):

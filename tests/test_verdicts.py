@@ -9,7 +9,7 @@ import pytest
 from perf.baselines import CPU_THRESHOLD
 from perf.verdicts import (IMPROVEMENT, INCONCLUSIVE, NO_CHANGE, REGRESSION, compare_samples,
                            compare_to_value, compare_with_host, hodges_lehmann, mann_whitney_counts,
-                           moses_rank)
+                           moses_rank, paired_shift, signed_rank_counts)
 
 
 def test_mann_whitney_null_distribution_small_cases():
@@ -27,6 +27,27 @@ def test_moses_rank_5_vs_5_at_95_percent():
     # The smallest two-sided p with 5 vs 5 is 2/252 = 0.0079 (DESIGN.md): 99.5% needs c = 0.
     assert moses_rank(5, 5, 0.995)[0] == 0
     assert moses_rank(2, 2, 0.95)[0] == 0  # too few samples for any interval
+
+
+def test_signed_rank_null_distribution_against_enumeration():
+    import itertools
+    for n in range(1, 9):
+        sums = [sum(rank for rank, positive in zip(range(1, n + 1), signs) if positive)
+                for signs in itertools.product((0, 1), repeat=n)]
+        assert signed_rank_counts(n) == tuple(sums.count(t) for t in range(n * (n + 1) // 2 + 1))
+
+
+def test_paired_interval_ranks_match_the_published_critical_values():
+    # Two-sided 5% critical values of the signed-rank T for n = 6..11 are 0, 2, 3, 5, 8, 10: the
+    # interval runs from the (T+1)-th smallest to the (T+1)-th largest Walsh average.
+    for n, critical in zip(range(6, 12), (0, 2, 3, 5, 8, 10)):
+        logs = [0.01 * i for i in range(n)]
+        walsh = sorted((a + b) / 2 for i, a in enumerate(logs) for b in logs[i:])
+        _, low, high, achieved = paired_shift([math.exp(x) for x in logs])
+        assert (low, high) == pytest.approx((walsh[critical], walsh[-critical - 1])) and achieved >= 0.95
+    assert paired_shift([1.1] * 5)[1] == -math.inf  # 5 pairs: no 95% interval exists
+    estimate, low, high, _ = paired_shift([1.2] * 8)
+    assert (estimate, low, high) == pytest.approx((math.log(1.2),) * 3)
 
 
 def test_hodges_lehmann_on_a_known_shift():

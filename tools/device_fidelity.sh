@@ -5,7 +5,9 @@
 # Usage on the GPU machine: bash tools/device_fidelity.sh MODEL [BATCH_SIZES] [CYCLES]
 #   e.g. bash tools/device_fidelity.sh synthetic:bloom-7b1 1,8 10
 # Leaves under $OUT: fidelity.jsonl (one line per backend and batch size), fidelity.log.
-# Exit 1 when a ratio is outside 5% or a backend and batch size was not measured.
+# Exit 1 unless every backend and batch size was measured and its verdict is WITHIN 5% (the whole
+# paired interval of the ratio inside; tools/fidelity.py). On the lent H200, 10 pairs gave
+# intervals 25-50% wide: the host's drift within a pair needs about 30-150 pairs for 5%.
 set -uo pipefail
 model=${1:?usage: device_fidelity.sh MODEL [BATCH_SIZES] [CYCLES]}; sizes=${2:-1,8}; cycles=${3:-10}
 out=${OUT:-/tmp/out}; mkdir -p "$out"
@@ -20,5 +22,5 @@ for backend in accel_bf16 ds_fp16; do
       --cycles "$cycles" --interleave | grep '^{"backend"' >> "$out/fidelity.jsonl"
 done 2>&1 | tee "$out/fidelity.log"
 cat "$out/fidelity.jsonl"
-python3 -c "import json, sys; r = [json.loads(line)['ratio'] for line in open(sys.argv[1])]
-sys.exit(len(r) != 2 * len(sys.argv[2].split(',')) or any(abs(x - 1) > 0.05 for x in r))" "$out/fidelity.jsonl" "$sizes"
+python3 -c "import json, sys; v = [json.loads(line)['verdict'] for line in open(sys.argv[1])]
+sys.exit(len(v) != 2 * len(sys.argv[2].split(',')) or any(x != 'WITHIN' for x in v))" "$out/fidelity.jsonl" "$sizes"

@@ -17,11 +17,14 @@ drifted 1.8x within seconds, so the same two loops timed a minute apart disagree
 Each article cycle is timed on its own: its decode copies the tokens to the host, which waits for
 the device, so the per-cycle syncs add nothing to what the article's loop times.
 --compare: the suite's figure for the same backend and batch size from its results file.
-Either way the ratio (article / suite, both total time over total new tokens) is printed; exit 1
-beyond --tolerance.
+Either way the ratio (article / suite, both total time over total new tokens) is printed.
+Interleaved, each pair of cycles gives a ratio, and the pairs give an interval: the verdict is
+WITHIN --tolerance only when the whole interval is, OUTSIDE when none of it is, else UNDECIDED;
+exit 1 unless every batch size is WITHIN. --compare holds the ratio alone to the tolerance.
 """
 import argparse
 import json
+import math
 import statistics
 import sys
 import tempfile
@@ -30,6 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from perf.protocol import host_probe_ms  # noqa: E402  (the host's speed, not part of the measurement)
+from perf.verdicts import paired_shift  # noqa: E402
 
 PROMPTS = ["DeepSpeed is a machine learning framework", "He is working on", "He has a", "He got all",
            "Everyone is happy and I can", "The new movie that got Oscar this year",
@@ -123,11 +127,43 @@ def interleaved(tokenizer, model, worker, batch_size: int, new_tokens: int, cycl
         for step in ((one_article, one_suite) if i % 2 == 0 else (one_suite, one_article)):
             step()
     ms = lambda cycles_: 1000 * sum(c[0] for c in cycles_) / sum(c[1] for c in cycles_)  # noqa: E731
+    pair_ratios = [(a[0] / a[1]) / (s[0] / s[1]) for a, s in zip(article, suite)]
     return {"ms_per_token": ms(article), "suite_ms_per_token": ms(suite), "ratio": ms(article) / ms(suite),
-            "pair_ratios": [round((a[0] / a[1]) / (s[0] / s[1]), 4) for a, s in zip(article, suite)],
+            "pair_ratios": [round(r, 4) for r in pair_ratios],
             "host_probe_ms": statistics.median(c[2] for c in article),
             "suite_host_probe_ms": statistics.median(c[2] for c in suite),
-            "new_tokens": [sum(c[1] for c in article), sum(c[1] for c in suite)]}
+            "new_tokens": [sum(c[1] for c in article), sum(c[1] for c in suite)],
+            # (seconds, new tokens, host probe ms) per cycle, in order, for a second look
+            "cycles": {"article": article, "suite": suite},
+            "pairs": len(pair_ratios), **agreement(pair_ratios, [a[2] / s[2] for a, s in zip(article, suite)])}
+
+
+def agreement(pair_ratios: list[float], probe_ratios: list[float]) -> dict:
+    """How sure the pairs make the ratio: its paired interval (Wilcoxon signed rank, perf.verdicts),
+    and the same per unit of host speed (each side's ms/token over its own probe): the lent H200's
+    host drifted within a pair, so a wide interval there says "host", not "loop"."""
+    def interval(ratios):  # None: too few pairs for an interval at this confidence (fewer than 6)
+        shift, low, high, achieved = paired_shift(ratios)
+        return math.exp(shift), [math.exp(low), math.exp(high)] if math.isfinite(low) else None, achieved
+    estimate, bounds, achieved = interval(pair_ratios)
+    per_host = interval([r / p for r, p in zip(pair_ratios, probe_ratios)])
+    return {"paired_ratio": estimate, "interval": bounds, "confidence": achieved,
+            "host_adjusted_ratio": per_host[0], "host_adjusted_interval": per_host[1]}
+
+
+def judge(line: dict, tolerance: float) -> str:
+    """WITHIN when the whole interval lies inside the tolerance, OUTSIDE when it lies beyond it,
+    UNDECIDED otherwise (more --cycles would narrow it). Without an interval (--compare: one
+    figure a side) the ratio alone is held to the tolerance."""
+    limit = math.log1p(tolerance)
+    if "interval" not in line:
+        return "WITHIN" if abs(math.log(line["ratio"])) <= limit else "OUTSIDE"
+    if line["interval"] is None:
+        return "UNDECIDED"
+    low, high = (math.log(b) for b in line["interval"])
+    if -limit <= low and high <= limit:
+        return "WITHIN"
+    return "OUTSIDE" if low > limit or high < -limit else "UNDECIDED"
 
 
 def main(argv=None) -> int:
@@ -176,7 +212,8 @@ def main(argv=None) -> int:
                     if theirs.get("host_probe_ms_samples"):  # a ratio far from 1 with the host's as far says "host"
                         out["host_ratio"] = out["host_probe_ms"] / statistics.median(theirs["host_probe_ms_samples"])
                 if "ratio" in out:
-                    outside += abs(out["ratio"] - 1) > args.tolerance
+                    out["verdict"] = judge(out, args.tolerance)
+                    outside += out["verdict"] != "WITHIN"
                 print(json.dumps(out), flush=True)
         finally:
             if worker is not None:

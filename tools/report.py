@@ -25,7 +25,6 @@ from perf import baselines, synthetic  # noqa: E402
 from perf.backends import BACKENDS  # noqa: E402
 from perf.verdicts import IMPROVEMENT, INCONCLUSIVE, NEW, NO_CHANGE, REFUSED, REGRESSION  # noqa: E402
 
-SPEED_TEST = "test_ms_per_token"
 MARK = {REGRESSION: "🔴", IMPROVEMENT: "🟢", NO_CHANGE: "⚪", INCONCLUSIVE: "🟡", NEW: "🆕", REFUSED: "⛔"}
 LEGEND = "🔴 regression · 🟢 improvement · ⚪ no change · 🟡 inconclusive · 🆕 no baseline · ⛔ not comparable"
 
@@ -64,7 +63,7 @@ def read_results(paths: list[Path]) -> dict:
         merged["tests"].update({t["nodeid"]: t for t in data["tests"]})
         merged["memory_bandwidth_gb_s"] = merged.get("memory_bandwidth_gb_s") or data.get("memory_bandwidth_gb_s")
     merged["tests"] = list(merged["tests"].values())
-    if not [t for t in merged["tests"] if t["test"] == SPEED_TEST]:
+    if not [t for t in merged["tests"] if t["test"] == baselines.SPEED_TEST]:
         raise ReportError(f"{', '.join(map(str, paths))}: no ms/token test in the results")
     return merged
 
@@ -76,7 +75,7 @@ def title(backend: str) -> str:
 # -- the two sides -------------------------------------------------------------------------
 def current_side(results: dict) -> dict:
     """(backend, batch size) -> the speed record of this run."""
-    return {(t["backend"], t["batch_size"]): t for t in results["tests"] if t["test"] == SPEED_TEST}
+    return {(t["backend"], t["batch_size"]): t for t in results["tests"] if t["test"] == baselines.SPEED_TEST}
 
 
 def base_side(results: dict, against: str | None) -> tuple[dict | None, str]:
@@ -263,8 +262,10 @@ def render_baseline(path: Path) -> str:
             entry = data["entries"][backend].get(f"bs{size}")
             row.append("" if entry is None else _as_published(entry))
         rows.append(row)
-    source = {e["provenance"].get("source") for es in data["entries"].values() for e in es.values()}
-    return "\n".join([f"ms/token, {data['model']} on {data['profile']} ({'; '.join(sorted(s for s in source if s))})", ""]
+    provenance = [e["provenance"] for es in data["entries"].values() for e in es.values()]
+    described = "; ".join(sorted({p["source"] for p in provenance if p.get("source")})) or \
+        f"measured, samples of up to {max(p.get('runs', 1) for p in provenance)} run(s) an entry"
+    return "\n".join([f"ms/token, {data['model']} on {data['profile']} ({described})", ""]
                      + _table(["Project"] + [f"bs={s}" for s in sizes], rows)) + "\n"
 
 
@@ -314,7 +315,11 @@ def render_article(results: dict, path: Path) -> str:
 
 
 def plot(results: dict, base: dict | None, path: Path) -> None:
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        raise ReportError("--plot needs matplotlib (in requirements.txt): pip install matplotlib, "
+                          "or leave --plot out") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import matplotlib.ticker

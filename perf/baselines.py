@@ -13,7 +13,8 @@ protocol {"new_tokens", "cycles", "prompts", "int8_method", "world_size", "max_m
 Updates lock the file, re-read it, keep what this run did not measure, never replace a published
 entry unless forced, append every replaced entry to `<model>.history.jsonl`, and replace the file
 atomically. Pooling (`--update-baselines=pool`) adds this run's samples to the entry's instead of
-replacing them, so that the baseline spans several processes (provenance "runs" counts them).
+replacing them, so that the baseline spans several processes (provenance "runs" counts them); an
+entry that cannot take them (an OOM, another protocol or versions) is kept as it is.
 """
 import fcntl
 import json
@@ -111,13 +112,18 @@ def protocol_of(settings, info: dict) -> dict:
             "max_memory": info.get("max_memory")}
 
 
+def protocol_differences(base: dict, protocol: dict) -> list[str]:
+    """What makes a run not comparable with an entry (fields the entry predates are not held against it)."""
+    return [f"{k} {protocol.get(k)!r} here, {base.get(k)!r} in the baseline"
+            for k in ("new_tokens", "world_size", "int8_method", "max_memory")
+            if k in base and base.get(k) != protocol.get(k)]
+
+
 def judge(entry: dict | None, record: dict, protocol: dict) -> Verdict:
     """The verdict for one measured ms/token test (record: perf.results record) vs its entry."""
     if entry is None:
         return Verdict(NEW, detail="no baseline entry; record one with --update-baselines")
-    differs = [f"{k} {protocol.get(k)!r} here, {entry['protocol'].get(k)!r} in the baseline"
-               for k in ("new_tokens", "world_size", "int8_method", "max_memory")
-               if k in entry["protocol"] and entry["protocol"].get(k) != protocol.get(k)]
+    differs = protocol_differences(entry["protocol"], protocol)
     if differs:
         return Verdict(REFUSED, detail="not comparable: " + "; ".join(differs))
     now_oom = record["outcome"] == "oom"
@@ -190,11 +196,11 @@ SAMPLE_KINDS = ("ms_per_token", "ttft_ms", "host_probe_ms")
 def pooled(old: dict, new: dict) -> tuple[dict | None, str]:
     """`new` with `old`'s samples before its own: one more process in the baseline. Between
     processes on the lent H200 medians moved by -34% to +58%, far more than within one, so a
-    baseline of one process judges the next against that process's luck. Returns (None, why) when the two
-    cannot be pooled; the caller then replaces, as without pooling."""
-    why = ("it is published" if old["provenance"]["kind"] != "measured"
-           else "one of them ran out of memory" if "oom" in (old["outcome"], new["outcome"])
-           else "their protocols differ" if old["protocol"] != new["protocol"]
+    baseline of one process judges the next against that process's luck. Returns (None, why)
+    when the two cannot be pooled (the caller keeps `old`)."""
+    differs = protocol_differences(old["protocol"], new["protocol"])
+    why = ("one of them ran out of memory" if "oom" in (old["outcome"], new["outcome"])
+           else "not comparable: " + "; ".join(differs) if differs
            else "their versions differ" if old["provenance"].get("versions") != new["provenance"].get("versions")
            else "one has host probes, the other not"
            if bool(old["samples"].get("host_probe_ms")) != bool(new["samples"].get("host_probe_ms")) else "")
@@ -245,9 +251,11 @@ def update(path: Path, profile: str, model: str, entries: dict, mode: str = "yes
                     if already_pooled(old, entry):
                         notes.append(f"kept {backend}/{key}: these samples are already in it")
                         continue
-                    pool, why = pooled(old, entry)
-                    entry, done = (pool, f"pooled (runs: {pool['provenance']['runs']})") if pool else \
-                        (entry, f"replaced, not pooled: {why}")
+                    entry, why = pooled(old, entry)
+                    if entry is None:  # nothing is overwritten by a run that does not belong with it
+                        notes.append(f"kept {backend}/{key}, not pooled: {why} (replace it with --update-baselines)")
+                        continue
+                    done = f"pooled (runs: {entry['provenance']['runs']})"
                 if old is not None:
                     history.append({"replaced": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                                     "backend": backend, "entry_key": key, "entry": old})

@@ -87,10 +87,14 @@ def _interval_rank(counts: tuple[int, ...], confidence: float) -> tuple[int, flo
 def hodges_lehmann(new: list[float], base: list[float], confidence: float = CONFIDENCE):
     """Shift of log(new) against log(base): (estimate, low, high, achieved confidence)."""
     diffs = sorted(math.log(x) - math.log(y) for x in new for y in base)
-    c, achieved = moses_rank(len(new), len(base), confidence)
+    return _estimate_and_interval(diffs, *moses_rank(len(new), len(base), confidence))
+
+
+def _estimate_and_interval(values: list[float], c: int, achieved: float):
+    """(median, c-th smallest, c-th largest, achieved) of sorted `values`; unbounded when c = 0."""
     if c == 0:
-        return statistics.median(diffs), -math.inf, math.inf, 1.0
-    return statistics.median(diffs), diffs[c - 1], diffs[len(diffs) - c], achieved
+        return statistics.median(values), -math.inf, math.inf, 1.0
+    return statistics.median(values), values[c - 1], values[len(values) - c], achieved
 
 
 def paired_shift(ratios: list[float], confidence: float = CONFIDENCE):
@@ -100,10 +104,7 @@ def paired_shift(ratios: list[float], confidence: float = CONFIDENCE):
     slow drift, which a two-sample comparison would count as noise."""
     logs = [math.log(r) for r in ratios]
     walsh = sorted((logs[i] + logs[j]) / 2 for i in range(len(logs)) for j in range(i, len(logs)))
-    c, achieved = _interval_rank(signed_rank_counts(len(logs)), confidence)
-    if c == 0:
-        return statistics.median(walsh), -math.inf, math.inf, 1.0
-    return statistics.median(walsh), walsh[c - 1], walsh[len(walsh) - c], achieved
+    return _estimate_and_interval(walsh, *_interval_rank(signed_rank_counts(len(logs)), confidence))
 
 
 def compare_samples(new: list[float], base: list[float], threshold: float) -> Verdict:

@@ -175,19 +175,27 @@ def test_pooling_puts_both_runs_samples_in_one_entry_and_keeps_the_thresholds():
 
 @pytest.mark.parametrize("old, why", [
     (_measured([1.0, 2.0, 3.0], outcome="oom"), "one of them ran out of memory"),
-    (_measured([1.0, 2.0, 3.0], protocol={**PROTOCOL, "new_tokens": 20}), "their protocols differ"),
+    (_measured([1.0, 2.0, 3.0], protocol={**PROTOCOL, "new_tokens": 20}),
+     "not comparable: new_tokens 100 here, 20 in the baseline"),
     (_measured([1.0, 2.0, 3.0], provenance={"kind": "measured", "date": "d", "versions": {"torch": "1"}}),
      "their versions differ"),
     (_measured([1.0, 2.0, 3.0], [6.0] * 3), "one has host probes, the other not"),
 ])
-def test_what_cannot_be_pooled_is_replaced_and_says_why(tmp_path, old, why):
+def test_what_cannot_be_pooled_is_kept_as_it_was_and_says_why(tmp_path, old, why):
     path = tmp_path / "p" / "m.json"
     baselines.update(path, "p", "m", {"a": {"bs1": old}})
-    notes = baselines.update(path, "p", "m", {"a": {"bs1": _measured([4.0, 5.0, 6.0])}}, "pool")
-    assert notes == [f"replaced, not pooled: {why} a/bs1"]
-    assert baselines.load(path)["entries"]["a"]["bs1"]["samples"]["ms_per_token"] == [4.0, 5.0, 6.0]
-    history = [json.loads(line) for line in (tmp_path / "p" / "m.history.jsonl").read_text().splitlines()]
-    assert [h["entry"]["samples"]["ms_per_token"] for h in history] == [[1.0, 2.0, 3.0]]  # nothing lost
+    before = path.read_text()
+    for _ in range(2):  # the same run offered twice changes nothing either
+        notes = baselines.update(path, "p", "m", {"a": {"bs1": _measured([4.0, 5.0, 6.0])}}, "pool")
+        assert notes == [f"kept a/bs1, not pooled: {why} (replace it with --update-baselines)"]
+    assert path.read_text() == before and not (tmp_path / "p" / "m.history.jsonl").exists()
+
+
+def test_pooling_ignores_protocol_fields_the_entry_predates_and_the_cycle_count():
+    old = _measured([10.0, 11.0, 12.0], protocol={"new_tokens": 100, "world_size": 1, "cycles": 3})
+    entry, why = baselines.pooled(old, _measured([10.0, 11.0, 13.0], protocol={**PROTOCOL, "cycles": 5,
+                                                                             "max_memory": None}))
+    assert why == "" and len(entry["samples"]["ms_per_token"]) == 6
 
 
 H200_RUNS = REPO / "docs" / "results"

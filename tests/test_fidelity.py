@@ -81,8 +81,8 @@ H200_ACCEL_BF16_BS1 = [0.6392, 1.3687, 0.9496, 1.056, 1.2093, 0.946, 1.0417, 1.0
     ([1.2, 1.21, 1.19, 1.2, 1.22], [1.0] * 5, "UNDECIDED"),  # 5 pairs: no 95% interval
 ])
 def test_the_verdict_needs_the_whole_paired_interval_on_one_side_of_the_tolerance(pairs, probes, verdict):
-    line = {"ratio": statistics.median(pairs), **fidelity.agreement(pairs, probes)}
-    assert fidelity.judge(line, 0.05) == verdict
+    line = {"ratio": statistics.median(pairs), **fidelity.paired_interval(pairs, probes)}
+    assert fidelity.fidelity_verdict(line, 0.05) == verdict
     if line["interval"]:
         low, high = line["interval"]
         assert low <= line["paired_ratio"] <= high
@@ -91,8 +91,14 @@ def test_the_verdict_needs_the_whole_paired_interval_on_one_side_of_the_toleranc
 
 
 def test_ds_fp16_bs8_interval_on_the_h200_as_quoted():
-    line = fidelity.agreement(H200_DS_FP16_BS8, [1.0] * 10)
+    line = fidelity.paired_interval(H200_DS_FP16_BS8, [1.0] * 10)
     assert [round(b, 3) for b in line["interval"]] == [1.054, 1.309] and line["confidence"] == pytest.approx(0.951, abs=1e-3)
+
+
+def test_interleave_with_too_few_pairs_for_an_interval_is_refused_before_any_load(capsys):
+    with pytest.raises(SystemExit):
+        run(capsys, "--interleave", "--cycles", "5")
+    assert "--cycles 5 with --interleave: a 95% paired interval needs 6 pairs or more" in capsys.readouterr().err
 
 
 def test_interleave_and_compare_are_exclusive(capsys):
@@ -108,7 +114,7 @@ def test_a_suite_worker_that_fails_to_load_is_reported_with_its_traceback_and_st
     crashing = dataclasses.replace(backends.BACKENDS["accel_bf16"], adapter="tests.doubles:CrashOnLoad")
     monkeypatch.setitem(backends.BACKENDS, "accel_bf16", crashing)
     with pytest.raises(SystemExit) as exited:
-        run(capsys, "--interleave")
+        run(capsys, "--interleave", "--cycles", "6")
     message = str(exited.value.code)
     assert message.startswith("the suite's accel_bf16 worker failed to load: RuntimeError: double: load exploded")
     assert "Traceback" in message and "double: this line must reach the failure report" in message

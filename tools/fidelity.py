@@ -33,6 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from perf.protocol import host_probe_ms  # noqa: E402  (the host's speed, not part of the measurement)
+from perf import baselines  # noqa: E402
 from perf.verdicts import paired_shift  # noqa: E402
 
 PROMPTS = ["DeepSpeed is a machine learning framework", "He is working on", "He has a", "He got all",
@@ -135,26 +136,28 @@ def interleaved(tokenizer, model, worker, batch_size: int, new_tokens: int, cycl
             "new_tokens": [sum(c[1] for c in article), sum(c[1] for c in suite)],
             # (seconds, new tokens, host probe ms) per cycle, in order, for a second look
             "cycles": {"article": article, "suite": suite},
-            "pairs": len(pair_ratios), **agreement(pair_ratios, [a[2] / s[2] for a, s in zip(article, suite)])}
+            "pairs": len(pair_ratios), **paired_interval(pair_ratios, [a[2] / s[2] for a, s in zip(article, suite)])}
 
 
-def agreement(pair_ratios: list[float], probe_ratios: list[float]) -> dict:
+def paired_interval(pair_ratios: list[float], probe_ratios: list[float]) -> dict:
     """How sure the pairs make the ratio: its paired interval (Wilcoxon signed rank, perf.verdicts),
     and the same per unit of host speed (each side's ms/token over its own probe): the lent H200's
     host drifted within a pair, so a wide interval there says "host", not "loop"."""
-    def interval(ratios):  # None: too few pairs for an interval at this confidence (fewer than 6)
+    def estimate_and_bounds(ratios):  # bounds None: fewer than 6 pairs give no 95% interval
         shift, low, high, achieved = paired_shift(ratios)
-        return math.exp(shift), [math.exp(low), math.exp(high)] if math.isfinite(low) else None, achieved
-    estimate, bounds, achieved = interval(pair_ratios)
-    per_host = interval([r / p for r, p in zip(pair_ratios, probe_ratios)])
+        bounds = [math.exp(low), math.exp(high)] if math.isfinite(low) else None
+        return math.exp(shift), bounds, achieved if bounds else None
+    estimate, bounds, achieved = estimate_and_bounds(pair_ratios)
+    per_host, per_host_bounds, _ = estimate_and_bounds([r / p for r, p in zip(pair_ratios, probe_ratios)])
     return {"paired_ratio": estimate, "interval": bounds, "confidence": achieved,
-            "host_adjusted_ratio": per_host[0], "host_adjusted_interval": per_host[1]}
+            "host_adjusted_ratio": per_host, "host_adjusted_interval": per_host_bounds}
 
 
-def judge(line: dict, tolerance: float) -> str:
+def fidelity_verdict(line: dict, tolerance: float) -> str:
     """WITHIN when the whole interval lies inside the tolerance, OUTSIDE when it lies beyond it,
     UNDECIDED otherwise (more --cycles would narrow it). Without an interval (--compare: one
-    figure a side) the ratio alone is held to the tolerance."""
+    figure a side) the ratio alone is held to the tolerance. In log terms, as perf.verdicts does:
+    5% is 1/1.05 to 1.05."""
     limit = math.log1p(tolerance)
     if "interval" not in line:
         return "WITHIN" if abs(math.log(line["ratio"])) <= limit else "OUTSIDE"
@@ -172,7 +175,7 @@ def main(argv=None) -> int:
     ap.add_argument("--model", required=True, help="a checkpoint folder (for a synthetic model: the folder the suite built)")
     ap.add_argument("--batch-sizes", default="1", help="comma-separated, timed one after another on one load (default: 1)")
     ap.add_argument("--new-tokens", type=int, default=100)
-    ap.add_argument("--cycles", type=int, default=5)
+    ap.add_argument("--cycles", type=int, help="timed cycles (default: 5, the article's; 10 pairs with --interleave)")
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("--compare", help="the suite's results file from the same machine")
     mode.add_argument("--interleave", action="store_true",
@@ -183,11 +186,15 @@ def main(argv=None) -> int:
         batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     except ValueError:
         ap.error(f"--batch-sizes {args.batch_sizes!r}: expected comma-separated integers, e.g. 1,8")
+    if args.cycles is None:
+        args.cycles = 10 if args.interleave else 5
+    if args.interleave and args.cycles < 6:
+        ap.error(f"--cycles {args.cycles} with --interleave: a 95% paired interval needs 6 pairs or more")
     suite = {}
     if args.compare:
         results = json.loads(Path(args.compare).read_text())
         suite = {t["batch_size"]: t for t in results["tests"]
-                 if t["test"] == "test_ms_per_token" and t["backend"] == args.backend and t.get("ms_per_token_article")}
+                 if t["test"] == baselines.SPEED_TEST and t["backend"] == args.backend and t.get("ms_per_token_article")}
         missing = [b for b in batch_sizes if b not in suite]
         if missing:
             sys.exit(f"{args.compare}: no ms/token of {args.backend} at batch size {missing}")
@@ -212,7 +219,7 @@ def main(argv=None) -> int:
                     if theirs.get("host_probe_ms_samples"):  # a ratio far from 1 with the host's as far says "host"
                         out["host_ratio"] = out["host_probe_ms"] / statistics.median(theirs["host_probe_ms_samples"])
                 if "ratio" in out:
-                    out["verdict"] = judge(out, args.tolerance)
+                    out["verdict"] = fidelity_verdict(out, args.tolerance)
                     outside += out["verdict"] != "WITHIN"
                 print(json.dumps(out), flush=True)
         finally:

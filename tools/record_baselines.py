@@ -41,10 +41,15 @@ def main(argv=None) -> int:
     mode.add_argument("--pool", action="store_true", help="add the samples to the entries instead of replacing them")
     mode.add_argument("--force", action="store_true", help="also replace published entries")
     args = ap.parse_args(argv)
-    runs = [read(path) for path in args.results]  # every file checked before anything is written
-    for path, results in zip(args.results, runs):
-        by_profile = baselines.entries_from(results["tests"], results["fingerprint"], results["hardware_profile"],
-                                            date=results["started"])
+    planned = [(path, read(path)) for path in args.results]
+    per_file = []  # every file read and turned into entries before anything is written
+    for path, results in planned:
+        try:
+            per_file.append(baselines.entries_from(results["tests"], results["fingerprint"],
+                                                  results["hardware_profile"], date=results["started"]))
+        except KeyError as exc:
+            sys.exit(f"{path}: a record or the fingerprint misses field {exc}: not a results file of the suite")
+    for (path, results), by_profile in zip(planned, per_file):
         if not by_profile:
             print(f"{path}: no measured ms/token record; nothing recorded")
         for profile, entries in by_profile.items():

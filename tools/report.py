@@ -263,8 +263,9 @@ def render_baseline(path: Path) -> str:
             row.append("" if entry is None else _as_published(entry))
         rows.append(row)
     provenance = [e["provenance"] for es in data["entries"].values() for e in es.values()]
-    described = "; ".join(sorted({p["source"] for p in provenance if p.get("source")})) or \
-        f"measured, samples of up to {max(p.get('runs', 1) for p in provenance)} run(s) an entry"
+    runs = [p.get("runs", 1) for p in provenance if p["kind"] == "measured"]
+    described = "; ".join(sorted({p["source"] for p in provenance if p.get("source")})
+                          + ([f"measured, samples of up to {max(runs)} run(s) an entry"] if runs else []))
     return "\n".join([f"ms/token, {data['model']} on {data['profile']} ({described})", ""]
                      + _table(["Project"] + [f"bs={s}" for s in sizes], rows)) + "\n"
 

@@ -57,7 +57,7 @@ def test_interleave_alternates_with_the_suites_own_worker_and_stops_it(capsys, m
         assert line["new_tokens"] == [6 * 5 * line["batch_size"]] * 2
         assert line["ratio"] == pytest.approx(line["ms_per_token"] / line["suite_ms_per_token"])
         assert len(line["pair_ratios"]) == line["pairs"] == 6 and line["suite_host_probe_ms"] > 0
-        assert [len(line["cycles"][side]) for side in ("article", "suite")] == [6, 6]
+        assert {side: len(cycles) for side, cycles in line["cycles"].items()} == {"article": 6, "suite": 6}
         low, high = line["interval"]  # 6 pairs: the smallest and largest Walsh averages, 97% confidence
         assert low <= line["paired_ratio"] <= high and line["confidence"] == pytest.approx(1 - 2 / 64)
         assert line["host_adjusted_interval"] is not None and line["verdict"] == "WITHIN"
@@ -93,6 +93,29 @@ def test_the_verdict_needs_the_whole_paired_interval_on_one_side_of_the_toleranc
 def test_ds_fp16_bs8_interval_on_the_h200_as_quoted():
     line = fidelity.paired_interval(H200_DS_FP16_BS8, [1.0] * 10)
     assert [round(b, 3) for b in line["interval"]] == [1.054, 1.309] and line["confidence"] == pytest.approx(0.951, abs=1e-3)
+
+
+def test_control_pairs_two_suite_workers_and_stops_both(capsys, monkeypatch):
+    import os
+    started = []
+    real_start = fidelity.start_suite_worker
+    monkeypatch.setattr(fidelity, "start_suite_worker", lambda *a: started.append(real_start(*a)) or started[-1])
+    monkeypatch.setattr(fidelity, "load", lambda *a: pytest.fail("--control loads no article model"))
+    code, lines = run(capsys, "--interleave", "--control", "--cycles", "6", "--tolerance", "1000")
+    line, = lines
+    assert code == 0 and line["new_tokens"] == [6 * 5, 6 * 5] and line["pairs"] == 6
+    assert list(line["cycles"]) == ["control", "suite"] and line["verdict"] == "WITHIN"
+    assert len(started) == 2 and len({w.pid for w in started}) == 2  # two processes, two loads
+    for worker in started:
+        assert worker.proc.poll() is not None
+        with pytest.raises(ProcessLookupError):
+            os.kill(worker.pid, 0)
+
+
+def test_control_without_interleave_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        run(capsys, "--control")
+    assert "--control goes with --interleave" in capsys.readouterr().err
 
 
 def test_interleave_with_too_few_pairs_for_an_interval_is_refused_before_any_load(capsys):

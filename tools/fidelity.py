@@ -16,6 +16,8 @@ drifted 1.8x within seconds, so the same two loops timed a minute apart disagree
 (README, "Roofline and fidelity"). Both models stay loaded (twice the weights in device memory).
 Each article cycle is timed on its own: its decode copies the tokens to the host, which waits for
 the device, so the per-cycle syncs add nothing to what the article's loop times.
+--control (with --interleave): a second suite worker takes the article's place, an A/A pair of
+identical loops in two processes: the ratio it gives is what the host alone does.
 --compare: the suite's figure for the same backend and batch size from its results file.
 Either way the ratio (article / suite, both total time over total new tokens) is printed.
 Interleaved, each pair of cycles gives a ratio, and the pairs give an interval: the verdict is
@@ -88,11 +90,11 @@ def benchmark(tokenizer, model, batch_size: int, new_tokens: int, cycles: int) -
     return 1000 * (time.time() - start) / total, (probe_before + host_probe_ms()) / 2
 
 
-def start_suite_worker(backend: str, model: str, log_dir: str):
+def start_suite_worker(backend: str, model: str, log_dir: str, index: int = 0):
     """The suite's worker for `backend`, loaded as pytest loads it (one rank)."""
     from perf.backends import BACKENDS
     from perf.launcher import RemoteError, Worker, WorkerFailed
-    worker = Worker(f"fidelity-{backend}", sys.executable, [], 1800, Path(log_dir))
+    worker = Worker(f"fidelity-{backend}-{index}", sys.executable, [], 1800, Path(log_dir))
     try:
         worker.call("load", adapter=BACKENDS[backend].adapter, model=model, options={"max_memory": None})
     except (RemoteError, WorkerFailed) as exc:  # the worker's log goes with the temporary folder
@@ -106,37 +108,41 @@ def start_suite_worker(backend: str, model: str, log_dir: str):
     return worker
 
 
-def interleaved(tokenizer, model, worker, batch_size: int, new_tokens: int, cycles: int) -> dict:
-    """Article and suite cycles alternated (A S, S A, ...) after one warm-up each."""
-    article_cycle(tokenizer, model, batch_size, new_tokens)
-    worker.call("cycle", batch_size=batch_size, new_tokens=new_tokens)
-    article, suite = [], []  # (seconds, new tokens, host probe ms) per cycle
+def timed_article_cycle(tokenizer, model, batch_size: int, new_tokens: int) -> tuple[float, int, float]:
+    """One article cycle timed on its own: (seconds, new tokens, host probe ms around it)."""
+    probe = host_probe_ms()
+    _sync()
+    start = time.perf_counter()
+    tokens = article_cycle(tokenizer, model, batch_size, new_tokens)
+    _sync()
+    return time.perf_counter() - start, tokens, (probe + host_probe_ms()) / 2
 
-    def one_article():
-        probe = host_probe_ms()
-        _sync()
-        start = time.perf_counter()
-        tokens = article_cycle(tokenizer, model, batch_size, new_tokens)
-        _sync()
-        article.append((time.perf_counter() - start, tokens, (probe + host_probe_ms()) / 2))
 
-    def one_suite():
-        reply = worker.call("cycle", batch_size=batch_size, new_tokens=new_tokens)
-        suite.append((reply["seconds"], reply["new_tokens"], reply["host_probe_ms"]))
+def timed_suite_cycle(worker, batch_size: int, new_tokens: int) -> tuple[float, int, float]:
+    """One `cycle` of a suite worker: (seconds, new tokens, host probe ms), timed in the worker."""
+    reply = worker.call("cycle", batch_size=batch_size, new_tokens=new_tokens)
+    return reply["seconds"], reply["new_tokens"], reply["host_probe_ms"]
 
+
+def interleaved(theirs, ours, cycles: int, names: tuple[str, str]) -> dict:
+    """`theirs` and `ours` (each times one cycle) alternated (T O, O T, ...) after one warm-up each."""
+    theirs()
+    ours()
+    sides = {names[0]: [], names[1]: []}  # (seconds, new tokens, host probe ms) per cycle
+    order = ((names[0], theirs), (names[1], ours))
     for i in range(cycles):
-        for step in ((one_article, one_suite) if i % 2 == 0 else (one_suite, one_article)):
-            step()
+        for name, step in (order if i % 2 == 0 else order[::-1]):
+            sides[name].append(step())
+    first, second = sides.values()
     ms = lambda cycles_: 1000 * sum(c[0] for c in cycles_) / sum(c[1] for c in cycles_)  # noqa: E731
-    pair_ratios = [(a[0] / a[1]) / (s[0] / s[1]) for a, s in zip(article, suite)]
-    return {"ms_per_token": ms(article), "suite_ms_per_token": ms(suite), "ratio": ms(article) / ms(suite),
+    pair_ratios = [(a[0] / a[1]) / (s[0] / s[1]) for a, s in zip(first, second)]
+    return {"ms_per_token": ms(first), "suite_ms_per_token": ms(second), "ratio": ms(first) / ms(second),
             "pair_ratios": [round(r, 4) for r in pair_ratios],
-            "host_probe_ms": statistics.median(c[2] for c in article),
-            "suite_host_probe_ms": statistics.median(c[2] for c in suite),
-            "new_tokens": [sum(c[1] for c in article), sum(c[1] for c in suite)],
-            # (seconds, new tokens, host probe ms) per cycle, in order, for a second look
-            "cycles": {"article": article, "suite": suite},
-            "pairs": len(pair_ratios), **paired_interval(pair_ratios, [a[2] / s[2] for a, s in zip(article, suite)])}
+            "host_probe_ms": statistics.median(c[2] for c in first),
+            "suite_host_probe_ms": statistics.median(c[2] for c in second),
+            "new_tokens": [sum(c[1] for c in first), sum(c[1] for c in second)],
+            "cycles": sides,  # in order, for a second look
+            "pairs": len(pair_ratios), **paired_interval(pair_ratios, [a[2] / s[2] for a, s in zip(first, second)])}
 
 
 def paired_interval(pair_ratios: list[float], probe_ratios: list[float]) -> dict:
@@ -180,6 +186,9 @@ def main(argv=None) -> int:
     mode.add_argument("--compare", help="the suite's results file from the same machine")
     mode.add_argument("--interleave", action="store_true",
                       help="alternate cycles with the suite's own worker, loaded beside this model")
+    ap.add_argument("--control", action="store_true",
+                    help="with --interleave: a second suite worker takes the article's place (A/A), "
+                         "to see what the host alone does to the ratio")
     ap.add_argument("--tolerance", type=float, default=0.05)
     args = ap.parse_args(argv)
     try:
@@ -188,6 +197,8 @@ def main(argv=None) -> int:
         ap.error(f"--batch-sizes {args.batch_sizes!r}: expected comma-separated integers, e.g. 1,8")
     if args.cycles is None:
         args.cycles = 10 if args.interleave else 5
+    if args.control and not args.interleave:
+        ap.error("--control goes with --interleave (it replaces the article's side of the pairs)")
     if args.interleave and args.cycles < 6:
         ap.error(f"--cycles {args.cycles} with --interleave: a 95% paired interval needs 6 pairs or more")
     suite = {}
@@ -198,17 +209,20 @@ def main(argv=None) -> int:
         missing = [b for b in batch_sizes if b not in suite]
         if missing:
             sys.exit(f"{args.compare}: no ms/token of {args.backend} at batch size {missing}")
-    tokenizer, model = load(args.backend, args.model)
-    worker = None
+    tokenizer, model = (None, None) if args.control else load(args.backend, args.model)
+    workers = []
     with tempfile.TemporaryDirectory(prefix="fidelity-") as log_dir:
         try:
-            if args.interleave:
-                worker = start_suite_worker(args.backend, args.model, log_dir)
+            for _ in range(2 if args.control else 1 if args.interleave else 0):
+                workers.append(start_suite_worker(args.backend, args.model, log_dir, len(workers)))
             outside = 0
             for batch_size in batch_sizes:
                 out = {"backend": args.backend, "batch_size": batch_size}
-                if worker is not None:
-                    out.update(interleaved(tokenizer, model, worker, batch_size, args.new_tokens, args.cycles))
+                if workers:
+                    bs, tokens = batch_size, args.new_tokens
+                    theirs, names = ((lambda: timed_suite_cycle(workers[1], bs, tokens)), ("control", "suite")) \
+                        if args.control else ((lambda: timed_article_cycle(tokenizer, model, bs, tokens)), ("article", "suite"))
+                    out.update(interleaved(theirs, lambda: timed_suite_cycle(workers[0], bs, tokens), args.cycles, names))
                 else:
                     ms, probe = benchmark(tokenizer, model, batch_size, args.new_tokens, args.cycles)
                     out.update(ms_per_token=ms, host_probe_ms=probe)
@@ -223,7 +237,7 @@ def main(argv=None) -> int:
                     outside += out["verdict"] != "WITHIN"
                 print(json.dumps(out), flush=True)
         finally:
-            if worker is not None:
+            for worker in workers:
                 worker.stop()
     return 1 if outside else 0
 

@@ -124,12 +124,12 @@ def timed_suite_cycle(worker, batch_size: int, new_tokens: int) -> tuple[float, 
     return reply["seconds"], reply["new_tokens"], reply["host_probe_ms"]
 
 
-def interleaved(theirs, ours, cycles: int, names: tuple[str, str]) -> dict:
-    """`theirs` and `ours` (each times one cycle) alternated (T O, O T, ...) after one warm-up each."""
-    theirs()
+def interleaved(other, ours, cycles: int, names: tuple[str, str]) -> dict:
+    """`other` and `ours` (each times one cycle) alternated (O S, S O, ...) after one warm-up each."""
+    other()
     ours()
     sides = {names[0]: [], names[1]: []}  # (seconds, new tokens, host probe ms) per cycle
-    order = ((names[0], theirs), (names[1], ours))
+    order = ((names[0], other), (names[1], ours))
     for i in range(cycles):
         for name, step in (order if i % 2 == 0 else order[::-1]):
             sides[name].append(step())
@@ -219,19 +219,22 @@ def main(argv=None) -> int:
             for batch_size in batch_sizes:
                 out = {"backend": args.backend, "batch_size": batch_size}
                 if workers:
-                    bs, tokens = batch_size, args.new_tokens
-                    theirs, names = ((lambda: timed_suite_cycle(workers[1], bs, tokens)), ("control", "suite")) \
-                        if args.control else ((lambda: timed_article_cycle(tokenizer, model, bs, tokens)), ("article", "suite"))
-                    out.update(interleaved(theirs, lambda: timed_suite_cycle(workers[0], bs, tokens), args.cycles, names))
+                    size, tokens = batch_size, args.new_tokens
+                    if args.control:
+                        other, name = (lambda: timed_suite_cycle(workers[1], size, tokens)), "control"
+                    else:
+                        other, name = (lambda: timed_article_cycle(tokenizer, model, size, tokens)), "article"
+                    ours = lambda: timed_suite_cycle(workers[0], size, tokens)  # noqa: E731
+                    out.update(interleaved(other, ours, args.cycles, (name, "suite")))
                 else:
                     ms, probe = benchmark(tokenizer, model, batch_size, args.new_tokens, args.cycles)
                     out.update(ms_per_token=ms, host_probe_ms=probe)
                 if args.compare:
-                    theirs = suite[batch_size]
-                    out.update(suite_ms_per_token=theirs["ms_per_token_article"],
-                               ratio=out["ms_per_token"] / theirs["ms_per_token_article"])
-                    if theirs.get("host_probe_ms_samples"):  # a ratio far from 1 with the host's as far says "host"
-                        out["host_ratio"] = out["host_probe_ms"] / statistics.median(theirs["host_probe_ms_samples"])
+                    record = suite[batch_size]
+                    out.update(suite_ms_per_token=record["ms_per_token_article"],
+                               ratio=out["ms_per_token"] / record["ms_per_token_article"])
+                    if record.get("host_probe_ms_samples"):  # a ratio far from 1 with the host's as far says "host"
+                        out["host_ratio"] = out["host_probe_ms"] / statistics.median(record["host_probe_ms_samples"])
                 if "ratio" in out:
                     out["verdict"] = fidelity_verdict(out, args.tolerance)
                     outside += out["verdict"] != "WITHIN"

@@ -44,6 +44,16 @@ def read_json(path: Path, what: str) -> dict:
         raise ReportError(f"{path}: {what} is not valid JSON (empty or truncated?)") from None
 
 
+def read_baseline(path: Path, what: str, data: dict | None = None) -> dict:
+    """A baseline file, validated (`data`: its JSON, when already read)."""
+    data = read_json(path, what) if data is None else data
+    try:
+        baselines.validate(data, path)
+    except baselines.BaselineError as exc:
+        raise ReportError(str(exc)) from None
+    return data
+
+
 def read_results(paths: list[Path]) -> dict:
     """One run's results; several files (one run split over calls with -k, as in a time-limited
     GPU lease) are merged, tests by node id, later files winning, if model and profile agree."""
@@ -91,10 +101,7 @@ def base_side(results: dict, against: str | None) -> tuple[dict | None, str]:
         path = file
     data = read_json(path, "--against file")
     if "entries" in data:  # a baseline file
-        try:
-            baselines.validate(data, path)
-        except baselines.BaselineError as exc:
-            raise ReportError(str(exc)) from None
+        read_baseline(path, "--against file", data)
         if (data.get("model"), data.get("profile")) != (results["model"], results["hardware_profile"]):
             raise ReportError(f"{path}: baseline of model {data.get('model')!r} on {data.get('profile')!r}, but the "
                               f"results are {results['model']!r} on {results['hardware_profile']!r}")
@@ -249,11 +256,7 @@ def _as_published(entry: dict) -> str:
 
 def render_baseline(path: Path) -> str:
     """A baseline file as the article's table: values exactly as stored (as published)."""
-    data = read_json(path, "baseline file")
-    try:
-        baselines.validate(data, path)
-    except baselines.BaselineError as exc:
-        raise ReportError(str(exc)) from None
+    data = read_baseline(path, "baseline file")
     sizes = sorted({int(k[2:]) for e in data["entries"].values() for k in e})
     rows = []
     for backend in [b for b in BACKENDS if b in data["entries"]] + sorted(set(data["entries"]) - set(BACKENDS)):
@@ -272,11 +275,7 @@ def render_baseline(path: Path) -> str:
 
 def render_article(results: dict, path: Path) -> str:
     """This run beside a published table: "ours / theirs (ours/theirs ×)" per cell."""
-    data = read_json(path, "--article file")
-    try:
-        baselines.validate(data, path)
-    except baselines.BaselineError as exc:
-        raise ReportError(str(exc)) from None
+    data = read_baseline(path, "--article file")
     current = current_side(results)
     article = data["entries"]
     sizes = sorted({int(k[2:]) for e in article.values() for k in e} | {k[1] for k in current})

@@ -90,6 +90,40 @@ def test_the_verdict_needs_the_whole_paired_interval_on_one_side_of_the_toleranc
         assert line["host_adjusted_ratio"] == pytest.approx(line["paired_ratio"] / probes[0])
 
 
+def test_with_a_meter_the_verdict_is_taken_on_the_metered_interval():
+    # The host ran 1.2x slower during every article cycle: the plain pairs say OUTSIDE, per unit of
+    # the host's speed they agree; and the other way round, a meter can also move a pair out.
+    pairs = [1.2, 1.21, 1.19, 1.2, 1.22, 1.18, 1.2, 1.21]
+    line = {"ratio": 1.2, **fidelity.paired_interval(pairs, [1.0] * 8, [1.2] * 8)}
+    assert line["metered_ratio"] == pytest.approx(1.0, abs=0.01) and fidelity.fidelity_verdict(line, 0.05) == "WITHIN"
+    assert fidelity.fidelity_verdict({k: v for k, v in line.items() if not k.startswith("metered")}, 0.05) == "OUTSIDE"
+    line = {"ratio": 1.0, **fidelity.paired_interval([1.0, 1.01, 0.99] * 3, [1.0] * 9, [0.8] * 9)}
+    assert line["metered_ratio"] == pytest.approx(1.25, abs=0.02) and fidelity.fidelity_verdict(line, 0.05) == "OUTSIDE"
+
+
+def test_metered_interleave_keeps_the_hosts_speed_for_every_cycle_and_stops_the_meter(capsys, monkeypatch):
+    meters = []
+    real_meter = fidelity.HostMeter
+    monkeypatch.setattr(fidelity, "HostMeter", lambda: meters.append(real_meter()) or meters[-1])
+    code, lines = run(capsys, "--interleave", "--meter", "--cycles", "6", "--tolerance", "1000")
+    line, = lines
+    assert code == 0 and line["verdict"] == "WITHIN" and line["pairs"] == 6
+    for cycles in line["cycles"].values():
+        assert len(cycles) == 6 and all(len(c) == 4 and c[3] > 0 for c in cycles)  # rounds/s while each ran
+    article, suite = line["cycles"]["article"], line["cycles"]["suite"]
+    metered = [r * a[3] / s[3] for r, a, s in zip(line["pair_ratios"], article, suite)]
+    low, high = line["metered_interval"]
+    assert low <= line["metered_ratio"] <= high and min(metered) * 0.99 <= line["metered_ratio"] <= max(metered) * 1.01
+    meter, = meters
+    assert not meter._process.is_alive()
+
+
+def test_meter_is_refused_without_interleave(capsys):
+    with pytest.raises(SystemExit):
+        run(capsys, "--meter")
+    assert "--meter goes with --interleave" in capsys.readouterr().err
+
+
 def test_ds_fp16_bs8_interval_on_the_h200_as_quoted():
     line = fidelity.paired_interval(H200_DS_FP16_BS8, [1.0] * 10)
     assert [round(b, 3) for b in line["interval"]] == [1.054, 1.309] and line["confidence"] == pytest.approx(0.951, abs=1e-3)

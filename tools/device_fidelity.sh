@@ -5,6 +5,7 @@
 # Usage on the GPU machine: bash tools/device_fidelity.sh MODEL [BATCH_SIZES] [CYCLES] [fidelity.py flags]
 #   e.g. bash tools/device_fidelity.sh synthetic:bloom-7b1 1,8 10
 #        bash tools/device_fidelity.sh synthetic:bloom-7b1 8 30 --control   (A/A: two suite workers)
+#        BACKENDS=ds_fp16 bash tools/device_fidelity.sh synthetic:bloom-7b1 1,8 30 --meter
 # Leaves under $OUT: fidelity.jsonl (one line per backend and batch size), fidelity.log.
 # Exit 1 unless every backend and batch size was measured and its verdict is WITHIN 5% (the whole
 # paired interval of the ratio inside; tools/fidelity.py). On the lent H200, 10 pairs gave
@@ -18,11 +19,13 @@ export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
 path=$(python3 -c "import sys; from perf import settings, synthetic; m = sys.argv[1]
 print(synthetic.ensure(m, 900) if m.startswith('synthetic:') else settings.resolve_model(m)[0])" "$model") || exit 1
 : > "$out/fidelity.jsonl"
-for backend in accel_bf16 ds_fp16; do
+backends=${BACKENDS:-accel_bf16 ds_fp16}
+for backend in $backends; do
   pythonpath=${PYTHONPATH:-}; [ "$backend" = ds_fp16 ] && pythonpath=$PERF_T4_PYTHONPATH
   PYTHONPATH=$pythonpath python3 tools/fidelity.py --backend "$backend" --model "$path" --batch-sizes "$sizes" \
       --cycles "$cycles" --interleave "$@" | grep '^{"backend"' >> "$out/fidelity.jsonl"
 done 2>&1 | tee "$out/fidelity.log"
 cat "$out/fidelity.jsonl"
 python3 -c "import json, sys; v = [json.loads(line)['verdict'] for line in open(sys.argv[1])]
-sys.exit(len(v) != 2 * len(sys.argv[2].split(',')) or any(x != 'WITHIN' for x in v))" "$out/fidelity.jsonl" "$sizes"
+sys.exit(len(v) != int(sys.argv[3]) * len(sys.argv[2].split(',')) or any(x != 'WITHIN' for x in v))" \
+  "$out/fidelity.jsonl" "$sizes" "$(wc -w <<< "$backends")"

@@ -5,11 +5,12 @@
 # Usage on the GPU machine: bash tools/device_fidelity.sh MODEL [BATCH_SIZES] [CYCLES] [fidelity.py flags]
 #   e.g. bash tools/device_fidelity.sh synthetic:bloom-7b1 1,8 10
 #        bash tools/device_fidelity.sh synthetic:bloom-7b1 8 30 --control   (A/A: two suite workers)
-#        BACKENDS=ds_fp16 bash tools/device_fidelity.sh synthetic:bloom-7b1 1,8 30 --meter
+#        BACKENDS=ds_fp16 bash tools/device_fidelity.sh synthetic:bloom-7b1 1,8 30
 # Leaves under $OUT: fidelity.jsonl (one line per backend and batch size), fidelity.log.
 # Exit 1 unless every backend and batch size was measured and its verdict is WITHIN 5% (the whole
-# paired interval of the ratio inside; tools/fidelity.py). On the lent H200, 10 pairs gave
-# intervals 25-50% wide: the host's drift within a pair needs about 30-150 pairs for 5%.
+# host-adjusted paired interval of the ratio inside; tools/fidelity.py). On the lent H200, 30
+# pairs gave host-adjusted intervals 10-23% wide; 5% needs roughly 50-60 pairs a cell, about
+# 200 at accel_bf16 bs=8, the noisiest (an estimate from the spread of those pairs).
 set -uo pipefail
 model=${1:?usage: device_fidelity.sh MODEL [BATCH_SIZES] [CYCLES] [fidelity.py flags]}; sizes=${2:-1,8}; cycles=${3:-10}
 shift $(( $# < 3 ? $# : 3 ))

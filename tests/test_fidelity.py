@@ -177,3 +177,32 @@ def test_a_suite_worker_that_fails_to_load_is_reported_with_its_traceback_and_st
     message = str(exited.value.code)
     assert message.startswith("the suite's accel_bf16 worker failed to load: RuntimeError: double: load exploded")
     assert "Traceback" in message and "double: this line must reach the failure report" in message
+
+
+def test_cpus_pins_this_process_and_the_suites_worker_it_starts(capsys, monkeypatch):
+    import os
+    allowed = os.sched_getaffinity(0)
+    cpu = max(allowed)
+    seen = []
+    real_start = fidelity.start_suite_worker
+
+    def start_and_look(*args):
+        worker = real_start(*args)  # loaded by now: nothing in the load moved it
+        seen.append(os.sched_getaffinity(worker.pid))
+        return worker
+    monkeypatch.setattr(fidelity, "start_suite_worker", start_and_look)
+    try:
+        code, lines = run(capsys, "--interleave", "--cycles", "6", "--tolerance", "1000", "--cpus", str(cpu))
+    finally:
+        os.sched_setaffinity(0, allowed)  # main() ran in this process: give pytest its CPUs back
+    assert code == 0 and lines[0]["cpus"] == [cpu] and seen == [{cpu}]
+
+
+@pytest.mark.parametrize("cpus, message", [("a,b", "expected comma-separated CPU numbers"),
+                                           ("100000", r"CPU\(s\) \[100000\] not available here")])
+def test_bad_cpus_are_named_before_any_load(capsys, monkeypatch, cpus, message):
+    import re
+    monkeypatch.setattr(fidelity, "load", lambda *a: pytest.fail("loaded before checking --cpus"))
+    with pytest.raises(SystemExit):
+        run(capsys, "--interleave", "--cycles", "6", "--cpus", cpus)
+    assert re.search(message, capsys.readouterr().err)

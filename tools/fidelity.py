@@ -18,6 +18,10 @@ Each article cycle is timed on its own: its decode copies the tokens to the host
 the device, so the per-cycle syncs add nothing to what the article's loop times.
 --control (with --interleave): a second suite worker takes the article's place, an A/A pair of
 identical loops in two processes: the ratio it gives is what the host alone does.
+--cpus 4,5: run this process, and so the suite's workers it starts, on those CPUs only. On the lent
+H200 the slowdowns belonged to single cores (a process on another core did not see them), so two
+processes left to the scheduler can sit on cores of different speed; pinned to the same CPUs, the
+two cycles of a pair run on the same core(s) (they never run at once).
 --compare: the suite's figure for the same backend and batch size from its results file.
 Either way the ratio (article / suite, both total time over total new tokens) is printed.
 Interleaved, each pair of cycles gives a ratio, and the pairs give an interval, also with the
@@ -28,6 +32,7 @@ UNDECIDED; exit 1 unless every batch size is WITHIN. --compare holds the ratio a
 import argparse
 import json
 import math
+import os
 import statistics
 import sys
 import tempfile
@@ -193,6 +198,21 @@ def fidelity_verdict(line: dict, tolerance: float) -> str:
     return "OUTSIDE" if low > limit or high < -limit else "UNDECIDED"
 
 
+def pin(cpus: str, ap: argparse.ArgumentParser) -> None:
+    """This process onto `cpus` before anything loads; the workers it starts inherit it."""
+    try:
+        wanted = {int(c) for c in cpus.split(",")}
+    except ValueError:
+        ap.error(f"--cpus {cpus!r}: expected comma-separated CPU numbers, e.g. 4,5")
+    if not hasattr(os, "sched_setaffinity"):
+        ap.error("--cpus needs Linux (os.sched_setaffinity)")
+    allowed = os.sched_getaffinity(0)
+    if not wanted <= allowed:
+        ap.error(f"--cpus {cpus}: CPU(s) {sorted(wanted - allowed)} not available here; "
+                 f"this process may run on {sorted(allowed)}")
+    os.sched_setaffinity(0, wanted)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--backend", required=True)
@@ -207,6 +227,7 @@ def main(argv=None) -> int:
     ap.add_argument("--control", action="store_true",
                     help="with --interleave: a second suite worker takes the article's place (A/A), "
                          "to see what the host alone does to the ratio")
+    ap.add_argument("--cpus", help="comma-separated CPU numbers to run on, with the suite's workers (Linux)")
     ap.add_argument("--tolerance", type=float, default=0.05)
     args = ap.parse_args(argv)
     try:
@@ -227,6 +248,8 @@ def main(argv=None) -> int:
         missing = [b for b in batch_sizes if b not in suite]
         if missing:
             sys.exit(f"{args.compare}: no ms/token of {args.backend} at batch size {missing}")
+    if args.cpus:
+        pin(args.cpus, ap)
     tokenizer, model = (None, None) if args.control else load(args.backend, args.model)
     workers = []
     with tempfile.TemporaryDirectory(prefix="fidelity-") as log_dir:
@@ -236,6 +259,8 @@ def main(argv=None) -> int:
             outside = 0
             for batch_size in batch_sizes:
                 out = {"backend": args.backend, "batch_size": batch_size}
+                if args.cpus:
+                    out["cpus"] = sorted(os.sched_getaffinity(0))
                 if workers:
                     size, tokens = batch_size, args.new_tokens
                     if args.control:

@@ -1,16 +1,17 @@
 #!/bin/bash
 # Fidelity on a host whose speed drifts (the lent H200's CPU moved 1.8x within seconds): for
-# accel_bf16 and ds_fp16, tools/fidelity.py --interleave alternates the article's own loop with the
-# suite's own worker, cycle by cycle, on the same model, so that both see the same host.
+# accel_bf16 and ds_fp16 (or $BACKENDS, space-separated), tools/fidelity.py --interleave alternates
+# the article's own loop with the suite's own worker, cycle by cycle, on the same model, so that
+# both see the same drift.
 # Usage on the GPU machine: bash tools/device_fidelity.sh MODEL [BATCH_SIZES] [CYCLES] [fidelity.py flags]
 #   e.g. bash tools/device_fidelity.sh synthetic:bloom-7b1 1,8 10
 #        bash tools/device_fidelity.sh synthetic:bloom-7b1 8 30 --control   (A/A: two suite workers)
-#        BACKENDS=ds_fp16 bash tools/device_fidelity.sh synthetic:bloom-7b1 1,8 30
+#        BACKENDS=ds_fp16 bash tools/device_fidelity.sh synthetic:bloom-7b1 1,8 30 --cpus 4
 # Leaves under $OUT: fidelity.jsonl (one line per backend and batch size), fidelity.log.
 # Exit 1 unless every backend and batch size was measured and its verdict is WITHIN 5% (the whole
 # host-adjusted paired interval of the ratio inside; tools/fidelity.py). On the lent H200, 30
-# pairs gave host-adjusted intervals 10-23% wide; 5% needs roughly 50-60 pairs a cell, about
-# 200 at accel_bf16 bs=8, the noisiest (an estimate from the spread of those pairs).
+# pairs gave host-adjusted intervals 10-22% wide; at the spread of the best cells, two identical
+# loops come out WITHIN about 70% of the time with 100 pairs (README, "Roofline and fidelity").
 set -uo pipefail
 model=${1:?usage: device_fidelity.sh MODEL [BATCH_SIZES] [CYCLES] [fidelity.py flags]}; sizes=${2:-1,8}; cycles=${3:-10}
 shift $(( $# < 3 ? $# : 3 ))

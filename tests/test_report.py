@@ -147,3 +147,13 @@ def test_article_section_puts_each_cell_beside_the_published_one_and_names_a_sli
 def test_article_that_is_not_a_baseline_file_is_bad_input(capsys):
     assert report.main([str(CPU_RESULTS), "--article", str(CPU_RESULTS)]) == 2
     assert "cpu-results.json: field 'entries': missing or not an object" in capsys.readouterr().err
+
+
+def test_baseline_only_refuses_what_it_would_ignore(capsys, tmp_path):
+    baseline = REPO / "baselines" / "1xH200" / "synthetic-bloom-7b1.json"
+    with pytest.raises(SystemExit):
+        report.main(["--baseline-only", str(baseline), "--plot", str(tmp_path / "p.png"), str(RUN1)])
+    err = capsys.readouterr().err
+    assert "drop RESULTS, --plot" in err and not (tmp_path / "p.png").exists()
+    assert report.main(["--baseline-only", str(baseline)]) == 0
+    assert "| ds-zero bf16 | 250.99 |" in capsys.readouterr().out

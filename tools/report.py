@@ -367,6 +367,12 @@ def main(argv=None) -> int:
     ap.add_argument("--baseline-only", metavar="BASELINE", help="render a baseline file on its own")
     ap.add_argument("--article", metavar="BASELINE", help="add this run beside a published table (the article's)")
     args = ap.parse_args(argv)
+    if args.baseline_only:
+        extra = [flag for flag, given in (("RESULTS", args.results), ("--against", args.against),
+                                          ("--plot", args.plot), ("--article", args.article)) if given]
+        if extra:
+            ap.error(f"--baseline-only renders the baseline file alone; drop {', '.join(extra)} "
+                     "(or drop --baseline-only to render a run)")
     try:
         if args.baseline_only:
             text, counts = render_baseline(Path(args.baseline_only)), {}

@@ -49,13 +49,15 @@ class OomFromBatch4(Reference):
 
 
 class Paced(Reference):
-    """A backend with steady timing on a steady host, as on a quiet GPU: generate (the real one) is
-    padded to a fixed 0.5 s and the host probe reads a fixed 6 ms. `double_slowed`'s generate is
+    """A backend with steady timing on a steady host, as on a quiet GPU: generate is padded to a
+    fixed 0.5 s and the host probe reads a fixed 6 ms. `double_slowed`'s generate is
     1 + PERF_DOUBLE_SLOWDOWN times longer (the backend got slower); `double_host_slowed`'s generate
     and probe are both 1 + PERF_DOUBLE_HOST_SLOWDOWN times longer (the host got slower). This CPU
     VM's own process-to-process noise (10-40% on the embedded model) would otherwise decide the
-    verdicts of a test about the verdict machinery."""
-    PACE_S = 0.5  # well above the real generate (tens of ms, more when the CPU is shared)
+    verdicts of a test about the verdict machinery. The real generate runs once per input shape
+    (the warm-up) and its output is replayed: with the CPU shared, a real generate once took
+    1.2 s, past the pace, and turned a REGRESSION into INCONCLUSIVE."""
+    PACE_S = 0.5
     PROBE_MS = 6.0
 
     def slowdown(self, name: str) -> float:
@@ -69,7 +71,11 @@ class Paced(Reference):
 
     def generate(self, inputs, **kwargs):
         start = time.perf_counter()
-        out = super().generate(inputs, **kwargs)
+        key = (tuple(inputs["input_ids"].shape), repr(sorted(kwargs.items())))
+        replay = self.__dict__.setdefault("_replay", {})
+        if key not in replay:
+            replay[key] = super().generate(inputs, **kwargs)
+        out = replay[key]
         slowdown = self.slowdown("PERF_DOUBLE_SLOWDOWN") + self.slowdown("PERF_DOUBLE_HOST_SLOWDOWN")
         time.sleep(max(0.0, self.PACE_S * (1 + slowdown) - (time.perf_counter() - start)))
         return out

@@ -3,6 +3,7 @@ fails. Its ratio to the suite on this noisy 2-core CPU says nothing, so the tole
 here; the ratio that counts is measured on a GPU (README, "Roofline and fidelity")."""
 import json
 import statistics
+from pathlib import Path
 
 import pytest
 
@@ -223,3 +224,17 @@ def test_bad_cpus_are_named_before_any_load(capsys, monkeypatch, cpus, mode, mes
     with pytest.raises(SystemExit):
         run(capsys, *([mode] if mode else []), "--cycles", "6", "--cpus", cpus)
     assert re.search(message, capsys.readouterr().err)
+
+
+def test_the_suites_worker_does_not_inherit_the_articles_rank_and_port(capsys, monkeypatch, tmp_path):
+    # The article's ds_fp16 process sets these, as the `deepspeed` launcher would; a worker that
+    # inherited MASTER_PORT would try to open the same rendezvous port.
+    for key in fidelity.LAUNCHER_ENV:
+        monkeypatch.setenv(key, "12345")
+    worker = fidelity.start_suite_worker("accel_bf16", str(EMBEDDED_MODEL), str(tmp_path))
+    try:
+        raw = Path(f"/proc/{worker.pid}/environ").read_bytes().decode()
+        environ = dict(item.split("=", 1) for item in raw.split("\0") if "=" in item)
+    finally:
+        worker.stop()
+    assert not set(fidelity.LAUNCHER_ENV) & set(environ) and environ["TOKENIZERS_PARALLELISM"] == "false"

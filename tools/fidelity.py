@@ -48,6 +48,10 @@ from perf.verdicts import paired_shift  # noqa: E402
 PROMPTS = ["DeepSpeed is a machine learning framework", "He is working on", "He has a", "He got all",
            "Everyone is happy and I can", "The new movie that got Oscar this year",
            "In the far far distance from our galaxy,", "Peace is the only way"]
+# What the `deepspeed` launcher sets for bloom-ds-inference.py, which calls
+# deepspeed.init_distributed("nccl") before it loads; set here for one rank, kept from the suite's
+# workers, which set their own as under pytest.
+LAUNCHER_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
 
 def load(backend: str, model: str):
@@ -57,7 +61,14 @@ def load(backend: str, model: str):
     if backend == "accel_bf16":  # bloom-accelerate-inference.py
         net = AutoModelForCausalLM.from_pretrained(model, device_map="auto", torch_dtype=torch.bfloat16)
     elif backend == "ds_fp16":  # bloom-ds-inference.py, one rank
+        import socket
         import deepspeed
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        for key, value in zip(LAUNCHER_ENV, ("0", "0", "1", "127.0.0.1", str(port))):
+            os.environ.setdefault(key, value)
+        deepspeed.init_distributed("nccl")
         net = AutoModelForCausalLM.from_pretrained(model, torch_dtype=torch.float16)
         net = deepspeed.init_inference(net, dtype=torch.float16, tensor_parallel={"tp_size": 1},
                                        replace_with_kernel_inject=True).module
@@ -101,7 +112,8 @@ def start_suite_worker(backend: str, model: str, log_dir: str, index: int = 0):
     """The suite's worker for `backend`, loaded as pytest loads it (one rank)."""
     from perf.backends import BACKENDS
     from perf.launcher import RemoteError, Worker, WorkerFailed
-    worker = Worker(f"fidelity-{backend}-{index}", sys.executable, [], 1800, Path(log_dir))
+    env = {k: v for k, v in os.environ.items() if k not in LAUNCHER_ENV}
+    worker = Worker(f"fidelity-{backend}-{index}", sys.executable, [], 1800, Path(log_dir), env=env)
     try:
         worker.call("load", adapter=BACKENDS[backend].adapter, model=model, options={"max_memory": None})
     except (RemoteError, WorkerFailed) as exc:  # the worker's log goes with the temporary folder

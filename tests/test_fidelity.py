@@ -133,9 +133,7 @@ def test_the_h200_30_pair_figures_as_quoted_come_from_the_recorded_cycles():
     quoted = {("accel_bf16", 1): (0.54, [0.918, 1.026]), ("accel_bf16", 8): (0.43, [0.892, 1.114]),
               ("ds_fp16", 1): (0.53, [1.003, 1.107]), ("ds_fp16", 8): (0.73, [1.030, 1.165])}
     for record in map(json.loads, H200_30_PAIRS.read_text().splitlines()):
-        article, suite = record["cycles"]["article"], record["cycles"]["suite"]
-        pairs = [(a[0] / a[1]) / (s[0] / s[1]) for a, s in zip(article, suite)]
-        line = fidelity.paired_interval(pairs, [a[2] / s[2] for a, s in zip(article, suite)])
+        line = fidelity.judge_pairs(record["cycles"]["article"], record["cycles"]["suite"])
         slope, interval = quoted[record["backend"], record["batch_size"]]
         assert round(line["host_slope"], 2) == slope and [round(b, 3) for b in line["host_adjusted_interval"]] == interval
         assert fidelity.fidelity_verdict({"ratio": record["ratio"], **line}, 0.05) == "UNDECIDED"

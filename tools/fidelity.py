@@ -61,12 +61,9 @@ def load(backend: str, model: str):
     if backend == "accel_bf16":  # bloom-accelerate-inference.py
         net = AutoModelForCausalLM.from_pretrained(model, device_map="auto", torch_dtype=torch.bfloat16)
     elif backend == "ds_fp16":  # bloom-ds-inference.py, one rank
-        import socket
         import deepspeed
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        for key, value in zip(LAUNCHER_ENV, ("0", "0", "1", "127.0.0.1", str(port))):
+        from perf.launcher import free_port
+        for key, value in zip(LAUNCHER_ENV, ("0", "0", "1", "127.0.0.1", str(free_port()))):
             os.environ.setdefault(key, value)
         deepspeed.init_distributed("nccl")
         net = AutoModelForCausalLM.from_pretrained(model, torch_dtype=torch.float16)
@@ -154,14 +151,20 @@ def interleaved(other, ours, cycles: int, names: tuple[str, str]) -> dict:
             sides[name].append(step())
     first, second = sides.values()
     ms = lambda cycles_: 1000 * sum(c[0] for c in cycles_) / sum(c[1] for c in cycles_)  # noqa: E731
-    pair_ratios = [(a[0] / a[1]) / (s[0] / s[1]) for a, s in zip(first, second)]
     return {"ms_per_token": ms(first), "suite_ms_per_token": ms(second), "ratio": ms(first) / ms(second),
-            "pair_ratios": [round(r, 4) for r in pair_ratios],
             "host_probe_ms": statistics.median(c[2] for c in first),
             "suite_host_probe_ms": statistics.median(c[2] for c in second),
             "new_tokens": [sum(c[1] for c in first), sum(c[1] for c in second)],
             "cycles": sides,  # in order, for a second look
-            "pairs": len(pair_ratios), **paired_interval(pair_ratios, [a[2] / s[2] for a, s in zip(first, second)])}
+            **judge_pairs(first, second)}
+
+
+def judge_pairs(first: list, second: list) -> dict:
+    """The pairs' ratios (first / second, ms/token) and intervals (paired_interval), from cycles
+    taken side by side: (seconds, new tokens, host probe ms) each, as in a line's "cycles"."""
+    pair_ratios = [(a[0] / a[1]) / (s[0] / s[1]) for a, s in zip(first, second)]
+    return {"pair_ratios": [round(r, 4) for r in pair_ratios], "pairs": len(pair_ratios),
+            **paired_interval(pair_ratios, [a[2] / s[2] for a, s in zip(first, second)])}
 
 
 def host_slope(pair_logs: list[float], probe_logs: list[float]) -> float:

@@ -68,6 +68,48 @@ def test_interleave_alternates_with_the_suites_own_worker_and_stops_it(capsys, m
         os.kill(worker.pid, 0)
 
 
+class StopAfter:
+    """One side's cycle, (seconds, new tokens, host probe ms); its `calls`-th call (the warm-up
+    is the first) is where a time limit's SIGINT lands."""
+    def __init__(self, calls: int):
+        self.calls, self.made = calls, 0
+
+    def __call__(self, *args):
+        self.made += 1
+        if self.made == self.calls:
+            raise KeyboardInterrupt
+        return (1.0 + 0.01 * self.made, 10, 6.0)
+
+
+def test_an_interrupted_cell_is_judged_from_its_whole_pairs_only():
+    # The suite's side is cut on its 8th call: the 7th pair (article first) has one cycle, dropped.
+    line = fidelity.interleaved(StopAfter(0), StopAfter(8), 100, ("article", "suite"))
+    assert line["interrupted"] and line["pairs"] == 6
+    assert {side: len(cycles) for side, cycles in line["cycles"].items()} == {"article": 6, "suite": 6}
+    assert line["new_tokens"] == [60, 60] and line["host_adjusted_interval"] is not None
+
+
+def test_an_interruption_before_any_whole_pair_is_not_swallowed():
+    with pytest.raises(KeyboardInterrupt):
+        fidelity.interleaved(StopAfter(0), StopAfter(2), 100, ("article", "suite"))
+
+
+def test_an_interrupted_run_prints_that_cell_stops_its_workers_and_exits_130(capsys, monkeypatch):
+    stopped = []
+
+    class Worker:  # stands for a loaded suite worker: only stop() is called on it here
+        def stop(self):
+            stopped.append(self)
+    monkeypatch.setattr(fidelity, "load", lambda *a: (None, None))  # no article model: its cycles are doubles
+    monkeypatch.setattr(fidelity, "start_suite_worker", lambda *a: Worker())
+    monkeypatch.setattr(fidelity, "timed_article_cycle", StopAfter(0))
+    monkeypatch.setattr(fidelity, "timed_suite_cycle", StopAfter(9))
+    code, lines = run(capsys, "--batch-sizes", "1,8", "--interleave", "--cycles", "100")
+    line, = lines  # batch size 8 never started
+    assert code == fidelity.INTERRUPTED == 130 and line["batch_size"] == 1 and line["interrupted"]
+    assert line["pairs"] == 7 and "verdict" in line and len(stopped) == 1
+
+
 # Pair ratios (article / suite, ms/token) from the interleaved run on the lent H200, BLOOM-7b1
 # (docs/results/synthetic-bloom-7b1-1xH200-fidelity-interleaved.jsonl).
 H200_DS_FP16_BS8 = [1.5131, 1.1699, 1.0206, 1.2245, 1.2988, 1.3986, 1.0883, 1.1776, 0.9931, 1.0157]
@@ -137,6 +179,25 @@ def test_the_h200_30_pair_figures_as_quoted_come_from_the_recorded_cycles():
         slope, interval = quoted[record["backend"], record["batch_size"]]
         assert round(line["host_slope"], 2) == slope and [round(b, 3) for b in line["host_adjusted_interval"]] == interval
         assert fidelity.fidelity_verdict({"ratio": record["ratio"], **line}, 0.05) == "UNDECIDED"
+
+
+# Every cycle of 50 interleaved pairs a cell, both processes pinned to one CPU, on the lent H200;
+# the fifth line is accel_bf16 bs=1 again, from a later call (README, "Roofline and fidelity").
+H200_PINNED = REPO / "docs" / "results" / "synthetic-bloom-7b1-1xH200-fidelity-pinned.jsonl"
+
+
+def test_the_h200_pinned_figures_as_quoted_come_from_the_recorded_cycles():
+    records = [json.loads(line) for line in H200_PINNED.read_text().splitlines()]
+    rows = [(r["cycles"]["article"], r["cycles"]["suite"]) for r in records]
+    rows.append((rows[0][0] + rows[4][0], rows[0][1] + rows[4][1]))  # "both calls": 100 pairs
+    quoted = [(0.49, [0.997, 1.051], "UNDECIDED"), (0.27, [0.979, 1.035], "WITHIN"),
+              (0.42, [0.956, 1.030], "WITHIN"), (0.42, [0.923, 0.993], "UNDECIDED"),
+              (0.48, [0.966, 1.035], "WITHIN"), (0.49, [0.994, 1.035], "WITHIN")]
+    assert [r["cpus"] for r in records] == [[4]] * 5
+    for (article, suite), (slope, interval, verdict) in zip(rows, quoted, strict=True):
+        line = fidelity.judge_pairs(article, suite)
+        assert round(line["host_slope"], 2) == slope and [round(b, 3) for b in line["host_adjusted_interval"]] == interval
+        assert fidelity.fidelity_verdict({"ratio": 1.0, **line}, 0.05) == verdict
 
 
 def test_ds_fp16_bs8_interval_on_the_h200_as_quoted():

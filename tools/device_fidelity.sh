@@ -2,31 +2,49 @@
 # Fidelity on a host whose speed drifts (the lent H200's CPU moved 1.8x within seconds): for
 # accel_bf16 and ds_fp16 (or $BACKENDS, space-separated), tools/fidelity.py --interleave alternates
 # the article's own loop with the suite's own worker, cycle by cycle, on the same model, so that
-# both see the same drift.
+# both see the same drift. Both sides run on CPU $CPUS (default 4; CPUS= leaves them to the
+# scheduler): pinned to one core, a pair's two cycles on the H200 correlated at 0.4-0.7 instead
+# of 0.0-0.3, and 50 pairs gave host-adjusted intervals 5-7% wide (README, "Roofline and fidelity").
 # Usage on the GPU machine: bash tools/device_fidelity.sh MODEL [BATCH_SIZES] [CYCLES] [fidelity.py flags]
-#   e.g. bash tools/device_fidelity.sh synthetic:bloom-7b1 1,8 10
-#        bash tools/device_fidelity.sh synthetic:bloom-7b1 8 30 --control   (A/A: two suite workers)
-#        BACKENDS=ds_fp16 bash tools/device_fidelity.sh synthetic:bloom-7b1 1,8 30 --cpus 4
-# Leaves under $OUT: fidelity.jsonl (one line per backend and batch size), fidelity.log.
+#   e.g. bash tools/device_fidelity.sh synthetic:bloom-7b1 1,8 50
+#        bash tools/device_fidelity.sh synthetic:bloom-7b1 8 50 --control   (A/A: two suite workers)
+#        BACKENDS=ds_fp16 CPUS=4,5 bash tools/device_fidelity.sh synthetic:bloom-7b1 1,8 50
+# Leaves under $OUT: fidelity.jsonl (one line per backend and batch size), fidelity.log (stderr).
+# Under `timeout` (TERM or INT), the cell being measured is still judged from the pairs it has
+# ("interrupted": true) and no further backend starts.
 # Exit 1 unless every backend and batch size was measured and its verdict is WITHIN 5% (the whole
-# host-adjusted paired interval of the ratio inside; tools/fidelity.py). On the lent H200, 30
-# pairs gave host-adjusted intervals 10-22% wide; at the spread of the best cells, two identical
-# loops come out WITHIN about 70% of the time with 100 pairs (README, "Roofline and fidelity").
+# host-adjusted paired interval of the ratio inside; tools/fidelity.py).
 set -uo pipefail
 model=${1:?usage: device_fidelity.sh MODEL [BATCH_SIZES] [CYCLES] [fidelity.py flags]}; sizes=${2:-1,8}; cycles=${3:-10}
 shift $(( $# < 3 ? $# : 3 ))
 out=${OUT:-/tmp/out}; mkdir -p "$out"
+cpus=${CPUS-4}
+stopped=; trap 'stopped=1' INT TERM  # a time limit's signal: fidelity.py judges the cell it is on; start no other
 source .whl/install.sh .whl || exit 1
 export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
 path=$(python3 -c "import sys; from perf import settings, synthetic; m = sys.argv[1]
 print(synthetic.ensure(m, 900) if m.startswith('synthetic:') else settings.resolve_model(m)[0])" "$model") || exit 1
-: > "$out/fidelity.jsonl"
+: > "$out/fidelity.jsonl"; : > "$out/fidelity.log"
 backends=${BACKENDS:-accel_bf16 ds_fp16}
 for backend in $backends; do
-  pythonpath=${PYTHONPATH:-}; [ "$backend" = ds_fp16 ] && pythonpath=$PERF_T4_PYTHONPATH
+  [ -n "$stopped" ] && break
+  pythonpath=${PYTHONPATH:-}
+  if [ "$backend" = ds_fp16 ]; then
+    pythonpath=$PERF_T4_PYTHONPATH
+    # DeepSpeed compiles its inference kernels on first use: do it on every core, not the pinned one.
+    PYTHONPATH=$pythonpath python3 -c "from deepspeed.ops.op_builder import InferenceBuilder; InferenceBuilder().load()" \
+        >> "$out/fidelity.log" 2>&1 || echo "device_fidelity.sh: building DeepSpeed's inference kernels failed" >&2
+  fi
+  [ -n "$stopped" ] && break
+  # No pipe: a time limit's signal reaches the whole process group, and a reader killed by it
+  # would lose the interrupted cell's line.
   PYTHONPATH=$pythonpath python3 tools/fidelity.py --backend "$backend" --model "$path" --batch-sizes "$sizes" \
-      --cycles "$cycles" --interleave "$@" | grep '^{"backend"' >> "$out/fidelity.jsonl"
-done 2>&1 | tee "$out/fidelity.log"
+      --cycles "$cycles" --interleave ${cpus:+--cpus "$cpus"} "$@" > "$out/fidelity-$backend.out" 2>> "$out/fidelity.log"
+  grep '^{"backend"' "$out/fidelity-$backend.out" >> "$out/fidelity.jsonl"
+  grep -v '^{"backend"' "$out/fidelity-$backend.out" >> "$out/fidelity.log"; rm -f "$out/fidelity-$backend.out"
+done
+[ -n "$stopped" ] && echo "device_fidelity.sh: stopped by a signal; what was measured is below" >&2
+tail -n 5 "$out/fidelity.log"
 cat "$out/fidelity.jsonl"
 python3 -c "import json, sys; v = [json.loads(line)['verdict'] for line in open(sys.argv[1])]
 sys.exit(len(v) != int(sys.argv[3]) * len(sys.argv[2].split(',')) or any(x != 'WITHIN' for x in v))" \

@@ -22,18 +22,23 @@ identical loops in two processes: the ratio it gives is what the host alone does
 only. On the lent H200 the slowdowns appear to belong to single cores (a process counting on
 another core did not see them), so two processes left to the scheduler can sit on cores of
 different speed. Pinned to the same set, both sides of every pair run on it (they never run at
-once); one CPU makes it the same core, but then the process's own threads share it too.
+once); one CPU makes it the same core, but then the process's own threads share it too. There,
+one CPU raised the correlation of a pair's two cycles from 0.0-0.3 to 0.4-0.7, and the standard
+deviation of the pairs' log ratios fell from 0.23-0.31 to 0.12-0.18 (README, "Roofline and fidelity").
 --compare: the suite's figure for the same backend and batch size from its results file.
 Either way the ratio (article / suite, both total time over total new tokens) is printed.
 Interleaved, each pair of cycles gives a ratio, and the pairs give an interval, also with the
 host's drift taken out by each cycle's host probe (paired_interval): the verdict is WITHIN
 --tolerance only when the whole host-adjusted interval is, OUTSIDE when none of it is, else
 UNDECIDED; exit 1 unless every batch size is WITHIN. --compare holds the ratio alone to the tolerance.
+SIGINT or SIGTERM (a time limit) during the pairs: the batch size's line is printed from the whole
+pairs so far, with "interrupted": true, no further batch size runs, and the exit status is 130.
 """
 import argparse
 import json
 import math
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -52,6 +57,7 @@ PROMPTS = ["DeepSpeed is a machine learning framework", "He is working on", "He 
 # deepspeed.init_distributed("nccl") before it loads; set here for one rank, kept from the suite's
 # workers, which set their own as under pytest.
 LAUNCHER_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+INTERRUPTED = 130  # the exit status after SIGINT or SIGTERM cut the pairs short (as a shell reports SIGINT)
 
 
 def load(backend: str, model: str):
@@ -146,9 +152,18 @@ def interleaved(other, ours, cycles: int, names: tuple[str, str]) -> dict:
     ours()
     sides = {names[0]: [], names[1]: []}  # (seconds, new tokens, host probe ms) per cycle
     order = ((names[0], other), (names[1], ours))
-    for i in range(cycles):
-        for name, step in (order if i % 2 == 0 else order[::-1]):
-            sides[name].append(step())
+    interrupted = False
+    try:
+        for i in range(cycles):
+            for name, step in (order if i % 2 == 0 else order[::-1]):
+                sides[name].append(step())
+    except KeyboardInterrupt:  # a time limit ran out (main): judge the whole pairs taken so far
+        whole = min(map(len, sides.values()))
+        if whole == 0:
+            raise
+        interrupted = True
+        for side in sides.values():
+            del side[whole:]
     first, second = sides.values()
     ms = lambda cycles_: 1000 * sum(c[0] for c in cycles_) / sum(c[1] for c in cycles_)  # noqa: E731
     return {"ms_per_token": ms(first), "suite_ms_per_token": ms(second), "ratio": ms(first) / ms(second),
@@ -156,7 +171,7 @@ def interleaved(other, ours, cycles: int, names: tuple[str, str]) -> dict:
             "suite_host_probe_ms": statistics.median(c[2] for c in second),
             "new_tokens": [sum(c[1] for c in first), sum(c[1] for c in second)],
             "cycles": sides,  # in order, for a second look
-            **judge_pairs(first, second)}
+            **judge_pairs(first, second), **({"interrupted": True} if interrupted else {})}
 
 
 def judge_pairs(first: list, second: list) -> dict:
@@ -308,6 +323,8 @@ def main(argv=None) -> int:
                     out["verdict"] = fidelity_verdict(out, args.tolerance)
                     outside += out["verdict"] != "WITHIN"
                 print(json.dumps(out), flush=True)
+                if out.get("interrupted"):
+                    return INTERRUPTED
         finally:
             for worker in workers:
                 worker.stop()
@@ -315,4 +332,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # `timeout`'s default signal, handled as SIGINT
     sys.exit(main())

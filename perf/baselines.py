@@ -8,7 +8,8 @@ device), samples {"ms_per_token": [...], "ttft_ms": [...], "host_probe_ms": [...
 published figures; host_probe_ms: perf.protocol.host_probe_ms around each cycle),
 threshold (relative, default 0.05), memory_threshold (default 0.10), provenance
 ({"kind": "measured", "date", "commit", "versions"} or {"kind": "published", "source"}), and
-protocol {"new_tokens", "cycles", "prompts", "int8_method", "world_size", "max_memory"}.
+protocol {"new_tokens", "cycles", "prompts", "int8_method", "world_size", "max_memory", "cpus"} (cpus:
+the CPUs --cpus pinned the worker to; absent or null: unpinned).
 
 Updates lock the file, re-read it, keep what this run did not measure, never replace a published
 entry unless forced, append every replaced entry to `<model>.history.jsonl`, and replace the file
@@ -109,14 +110,18 @@ def protocol_of(settings, info: dict) -> dict:
     return {"new_tokens": settings.new_tokens, "cycles": settings.cycles, "prompts": PROMPTS_ID,
             "int8_method": info.get("int8_method"), "world_size": info.get("world_size", 1),
             # A memory cap moves layers (to the CPU, to disk): not comparable with an uncapped run.
-            "max_memory": info.get("max_memory")}
+            "max_memory": info.get("max_memory"),
+            # Pinned, the lent H200's host-bound cycles ran 15-25% faster (README, "Roofline and fidelity").
+            "cpus": info.get("cpus")}
 
 
 def protocol_differences(base: dict, protocol: dict) -> list[str]:
-    """What makes a run not comparable with an entry (fields the entry predates are not held against it)."""
-    return [f"{k} {protocol.get(k)!r} here, {base.get(k)!r} in the baseline"
-            for k in ("new_tokens", "world_size", "int8_method", "max_memory")
-            if k in base and base.get(k) != protocol.get(k)]
+    """What makes a run not comparable with an entry. Fields the entry predates are not held
+    against it, except "cpus": an entry without it ran unpinned."""
+    keys = [k for k in ("new_tokens", "world_size", "int8_method", "max_memory") if k in base] + ["cpus"]
+    shown = lambda k, v: "unpinned" if k == "cpus" and v is None else repr(v)  # noqa: E731
+    return [f"{k} {shown(k, protocol.get(k))} here, {shown(k, base.get(k))} in the baseline"
+            for k in keys if base.get(k) != protocol.get(k)]
 
 
 def judge(entry: dict | None, record: dict, protocol: dict) -> Verdict:

@@ -23,7 +23,8 @@ class BackendHandle:
         env = settings.env_for(spec.id)
         try:
             self.worker = Worker(spec.id, env.python, list(env.pythonpath), settings.worker_timeout, log_dir,
-                                 world_size=settings.world_size_for(spec), hostfile=settings.hostfile)
+                                 world_size=settings.world_size_for(spec), hostfile=settings.hostfile,
+                                 cpus=settings.cpus)
             self.info = self.worker.call("load", adapter=spec.adapter, model=settings.model,
                                          options={"max_memory": settings.max_memory})
             self.info["launch"] = self.worker.command  # how its ranks were started (torchrun, DeepSpeed)

@@ -57,6 +57,9 @@ def control_host() -> str:
     return os.environ.get("PERF_CONTROL_HOST") or socket.gethostname()
 
 
+PIN_ENV = "PERF_CPUS"  # --cpus, as the workers read it
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -65,7 +68,7 @@ def free_port() -> int:
 
 class Worker:
     def __init__(self, name: str, python: str, pythonpath: list[str], timeout: float, log_dir: Path,
-                 env: dict | None = None, world_size: int = 1, hostfile=None):
+                 env: dict | None = None, world_size: int = 1, hostfile=None, cpus=None):
         self.name = name
         self.timeout = timeout
         self.log_path = Path(log_dir) / f"{name}.worker.log"
@@ -77,6 +80,9 @@ class Worker:
         environ["PYTHONPATH"] = os.pathsep.join(paths)
         environ.setdefault("HF_HUB_OFFLINE", "1")
         environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        environ.pop(PIN_ENV, None)
+        if cpus:  # every rank pins itself before its first thread (perf/worker.py)
+            environ[PIN_ENV] = ",".join(map(str, cpus))
         if world_size > 1 and hostfile is None:
             # The ranks per node, as DeepSpeed's launcher sets it and torchrun does not: without
             # it DeepSpeed's CPU all-reduce (inference_all_reduce over shared memory) never maps

@@ -141,7 +141,7 @@ class Results:
             "started": self.started.isoformat(timespec="seconds"),
             "model": s.model_name, "model_path": s.model,
             "protocol": {"new_tokens": s.new_tokens, "cycles": s.cycles, "warmup_cycles": 1,
-                         "batch_sizes": s.batch_sizes},
+                         "batch_sizes": s.batch_sizes, "cpus": list(s.cpus) if s.cpus else None},
             "fingerprint": self.fingerprint or fingerprint(),
             "hardware_profile": self.profile,
             "memory_bandwidth_gb_s": self.memory_bandwidth,

@@ -44,6 +44,7 @@ class Settings:
     world_size: int | None = None  # ranks of multi-rank backends; None: the visible GPUs (or 1)
     hostfile: "Hostfile | None" = None  # multi-rank backends start with DeepSpeed's launcher
     max_memory: dict | None = None  # accelerate's max_memory for accel_* ({0: "70GiB", "cpu": ...}); None: its default
+    cpus: tuple[int, ...] | None = None  # --cpus: every worker process (all ranks) runs on these; None: unpinned
 
     @property
     def random_weights(self) -> bool:
@@ -104,6 +105,11 @@ def add_options(parser) -> None:
     group.addoption("--max-memory", default=None, metavar="DEVICE=SIZE,...",
                     help="accelerate's max_memory for accel_*, e.g. 0=70GiB,1=70GiB,cpu=200GiB "
                          "(default: accelerate's, the free memory of each device)")
+    group.addoption("--cpus", default=None, metavar="CPU,...",
+                    help="run every backend's worker, all its ranks, on these CPUs only, e.g. 4 or "
+                         "4,5 (Linux). Small batches are paced by the host CPU; on a shared host, "
+                         "pinned cycles ran faster and steadier (README). A pinned run is compared "
+                         "only with a baseline pinned to the same CPUs")
     group.addoption("--worker-timeout", default=str(DEFAULT_WORKER_TIMEOUT), metavar="SECONDS",
                     help="kill a backend worker that does not answer one request in this time "
                          f"(default: {DEFAULT_WORKER_TIMEOUT:g})")
@@ -132,6 +138,24 @@ def parse_batch_sizes(text: str) -> list[int]:
                 f"give a comma-separated list such as --batch-sizes 1,8,32")
         sizes.append(size)
     return sorted(set(sizes))
+
+
+def parse_cpus(text: str, hostfile) -> tuple[int, ...]:
+    """--cpus 4,5 -> (4, 5): CPUs this host has and lets this process use."""
+    try:
+        cpus = tuple(sorted({int(part) for part in text.split(",")}))
+    except ValueError:
+        raise pytest.UsageError(f"--cpus {text!r}: expected comma-separated CPU numbers, e.g. --cpus 4 or --cpus 4,5") from None
+    if not hasattr(os, "sched_getaffinity"):
+        raise pytest.UsageError("--cpus needs Linux (os.sched_setaffinity); leave it out here")
+    allowed = os.sched_getaffinity(0)
+    if not set(cpus) <= allowed:
+        raise pytest.UsageError(f"--cpus {text}: CPU(s) {sorted(set(cpus) - allowed)} not available here; "
+                                f"this process may run on {sorted(allowed)}")
+    if hostfile is not None and hostfile.multi_node:
+        raise pytest.UsageError(f"--cpus pins processes on this host only, and --hostfile {hostfile.path} "
+                                "starts ranks on other hosts; leave out one of them")
+    return cpus
 
 
 MEMORY_SIZE = re.compile(r"^\d+(\.\d+)?(KiB|MiB|GiB|KB|MB|GB)$")  # what accelerate reads as bytes
@@ -295,7 +319,7 @@ def from_config(config) -> Settings:
     model, name = resolve_model(opt("--model"))
     sizes = opt("--batch-sizes")
     world_size, hostfile = world_size_and_hostfile(opt("--world-size"), opt("--hostfile"))
-    max_memory = opt("--max-memory")
+    max_memory, cpus = opt("--max-memory"), opt("--cpus")
     return Settings(
         model=model, model_name=name,
         batch_sizes=parse_batch_sizes(sizes) if sizes is not None else None,
@@ -310,6 +334,7 @@ def from_config(config) -> Settings:
         strict_perf=opt("--strict-perf"),
         world_size=world_size, hostfile=hostfile,
         max_memory=parse_max_memory(max_memory) if max_memory is not None else None,
+        cpus=parse_cpus(cpus, hostfile) if cpus is not None else None,
     )
 
 

@@ -31,6 +31,25 @@ def _die_with_parent() -> None:
         pass
 
 
+def _pin() -> None:
+    """--cpus: this process onto those CPUs before torch starts any thread (a thread keeps the
+    affinity it was created with; the ones created later inherit this one)."""
+    cpus = os.environ.get("PERF_CPUS")  # perf.launcher.PIN_ENV (not imported: it would load more)
+    if cpus:
+        os.sched_setaffinity(0, {int(c) for c in cpus.split(",")})
+
+
+def _cpus_of_every_thread() -> list[int]:
+    """The CPUs the kernel lets any thread of this process run on (after a load: torch's too)."""
+    cpus = set()
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            cpus |= os.sched_getaffinity(int(tid))
+        except ProcessLookupError:  # the thread has ended since
+            pass
+    return sorted(cpus)
+
+
 def _is_oom(exc: BaseException) -> bool:
     import torch
     return isinstance(exc, (torch.OutOfMemoryError, MemoryError)) or "out of memory" in str(exc).lower()
@@ -56,6 +75,8 @@ class Session:
         info = self.adapter.load(model) or {}
         info["load_s"] = time.perf_counter() - start
         info["pid"] = os.getpid()
+        if os.environ.get("PERF_CPUS"):
+            info["cpus"] = _cpus_of_every_thread()
         info["versions"] = versions()
         info.setdefault("device", str(self.adapter.input_device))
         info["weight_bytes"] = self.adapter.weight_bytes()
@@ -193,6 +214,7 @@ def _channel(rank: int):
 
 def main() -> None:
     _die_with_parent()
+    _pin()
     rank, world = _init_ranks()
     requests, replies = _channel(rank)
     os.dup2(2, 1)

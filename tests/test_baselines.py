@@ -64,6 +64,11 @@ def test_judge_cases():
     capped = baselines.judge(_entry(samples=base, max_memory=None), _record(base), {**PROTOCOL, "max_memory": {"0": "10GiB"}})
     assert capped.kind == REFUSED and "max_memory {'0': '10GiB'} here, None in the baseline" in capped.detail
     assert baselines.judge(_entry(samples=base), _record(base), {**PROTOCOL, "max_memory": None}).kind == NO_CHANGE
+    # An entry from before --cpus ran unpinned: a pinned run is not compared with it, an unpinned one is.
+    pinned = baselines.judge(_entry(samples=base), _record(base), {**PROTOCOL, "cpus": [4]})
+    assert pinned.kind == REFUSED and "cpus [4] here, unpinned in the baseline" in pinned.detail
+    assert baselines.judge(_entry(samples=base, cpus=[4]), _record(base), {**PROTOCOL, "cpus": [4]}).kind == NO_CHANGE
+    assert baselines.judge(_entry(samples=base, cpus=[4]), _record(base), PROTOCOL).kind == REFUSED
     assert baselines.judge(_entry(), _record([], outcome="oom"), PROTOCOL).kind == REGRESSION
     assert baselines.judge(_entry(outcome="oom", ms=None), _record(base), PROTOCOL).kind == IMPROVEMENT
     assert baselines.judge(_entry(outcome="oom", ms=None), _record([], outcome="oom"), PROTOCOL).kind == NO_CHANGE

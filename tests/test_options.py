@@ -23,6 +23,8 @@ def _usage_error(run, *args):
     (["--max-memory", "0=70G"], "*--max-memory '0=70G': '0=70G' is not DEVICE=SIZE; give DEVICE=SIZE,... "
                                 "such as --max-memory 0=70GiB,1=70GiB,cpu=200GiB*"),
     (["--hostfile", "/no/such/hostfile"], "*--hostfile '/no/such/hostfile': cannot read /no/such/hostfile*"),
+    (["--cpus", "4-7"], "*--cpus '4-7': expected comma-separated CPU numbers, e.g. --cpus 4 or --cpus 4,5*"),
+    (["--cpus", "100000"], "*--cpus 100000: CPU(s) [[]100000[]] not available here; this process may run on*"),
 ])
 def test_bad_options_are_usage_errors_before_any_load(run_perf, args, message):
     run = run_perf(*args)
@@ -50,6 +52,25 @@ def test_max_memory_reaches_accelerate_and_the_results(run_perf):
     run.result.assert_outcomes(passed=5)
     info = run.results["backends"]["accel_bf16"]["info"]
     assert info["max_memory"] == {"cpu": "2GiB"} and info["device_map"] == ["cpu"]
+
+
+def test_cpus_pins_every_thread_of_the_worker_and_is_recorded(run_perf):
+    import os
+    cpu = max(os.sched_getaffinity(0))
+    run = run_perf("-k", "accel_bf16 and ms_per_token", "--batch-sizes", "1", "--cpus", str(cpu))
+    run.result.assert_outcomes(passed=1)
+    # Read in the worker after its load, over all its threads (torch's included).
+    assert run.results["backends"]["accel_bf16"]["info"]["cpus"] == [cpu]
+    record, = [t for t in run.results["tests"] if t["test"] == "test_ms_per_token"]
+    assert record["protocol"]["cpus"] == [cpu] and run.results["protocol"]["cpus"] == [cpu]
+
+
+def test_cpus_is_refused_with_ranks_on_other_hosts(run_perf, tmp_path):
+    hostfile = tmp_path / "hostfile"
+    hostfile.write_text("localhost slots=1\nworker-1 slots=1\n")
+    run = run_perf("--hostfile", str(hostfile), "--cpus", "0")
+    assert run.result.ret == pytest.ExitCode.USAGE_ERROR
+    run.result.stderr.fnmatch_lines([f"*--cpus pins processes on this host only, and --hostfile {hostfile} starts ranks on other hosts*"])
 
 
 def test_a_checkpoint_that_is_not_bloom_is_refused(run_perf, tmp_path):
@@ -112,5 +133,5 @@ def test_options_are_listed_in_help_under_one_group(pytester, monkeypatch):
     text = result.stdout.str()
     group = text[text.index("BLOOM inference performance suite"):]
     for option in ("--model", "--batch-sizes", "--new-tokens", "--cycles", "--results", "--worker-timeout",
-                   "--world-size", "--hostfile", "--max-memory"):
+                   "--world-size", "--hostfile", "--max-memory", "--cpus"):
         assert option in group.split("\n\n")[0], option

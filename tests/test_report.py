@@ -72,6 +72,21 @@ def test_against_a_baseline_store_with_skipped_and_oom_cells(tmp_path, capsys):
     assert "1 regression" in text.splitlines()[0] and "2 skipped" in text.splitlines()[0]
 
 
+def test_a_pinned_run_says_so_and_is_not_compared_with_an_unpinned_baseline(tmp_path, capsys):
+    results = json.loads(CPU_RESULTS.read_text())
+    results["protocol"]["cpus"] = [1]
+    for t in results["tests"]:
+        if "protocol" in t:
+            t["protocol"]["cpus"] = [1]  # as `--cpus 1` records it
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(results))
+    assert report.main([str(path), "--against", str(CPU_STORE), "--fail-on", "never"]) == 0
+    out = capsys.readouterr().out
+    assert "median of 5 cycles; workers pinned to CPU 1." in out.splitlines()[2]
+    assert "not comparable" in out.splitlines()[0] and "unchanged" not in out.splitlines()[0]
+    assert "cpus [1] here, unpinned in the baseline" in out
+
+
 def test_a_run_split_over_several_results_files_reports_as_one(tmp_path, capsys):
     # As on a time-limited GPU lease: one run made as two calls with -k, one backend each.
     data = json.loads(RUN2.read_text())

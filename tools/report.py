@@ -164,7 +164,8 @@ def render(results: dict, base: dict | None, described: str) -> tuple[str, dict]
              f"{results['model']} on {results.get('hardware_profile')} ({', '.join(sorted(set(fp['devices'])))}; "
              f"torch {fp['versions'].get('torch')}, transformers {fp['versions'].get('transformers')}, "
              f"deepspeed {fp['versions'].get('deepspeed')}), against {described}; "
-             f"{results['protocol']['new_tokens']} new tokens, median of {results['protocol']['cycles']} cycles.",
+             f"{results['protocol']['new_tokens']} new tokens, median of {results['protocol']['cycles']} cycles"
+             + (f"; workers pinned to CPU {','.join(map(str, cpus))}." if (cpus := results["protocol"].get("cpus")) else "."),
              "", "### ms/token", ""]
 
     def cell(backend, size, figure, unit_format):

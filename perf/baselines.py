@@ -111,7 +111,7 @@ def protocol_of(settings, info: dict) -> dict:
             "int8_method": info.get("int8_method"), "world_size": info.get("world_size", 1),
             # A memory cap moves layers (to the CPU, to disk): not comparable with an uncapped run.
             "max_memory": info.get("max_memory"),
-            # Pinned, the lent H200's host-bound cycles ran 15-25% faster (README, "Roofline and fidelity").
+            # The host CPU paces small batches, and pinning changes which CPU: not comparable.
             "cpus": info.get("cpus")}
 
 

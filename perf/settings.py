@@ -107,9 +107,8 @@ def add_options(parser) -> None:
                          "(default: accelerate's, the free memory of each device)")
     group.addoption("--cpus", default=None, metavar="CPU,...",
                     help="run every backend's worker, all its ranks, on these CPUs only, e.g. 4 or "
-                         "4,5 (Linux). Small batches are paced by the host CPU; on a shared host, "
-                         "pinned cycles ran faster and steadier (README). A pinned run is compared "
-                         "only with a baseline pinned to the same CPUs")
+                         "4,5 (Linux). Small batches are paced by the host CPU, so a pinned run is "
+                         "compared only with a baseline pinned to the same CPUs")
     group.addoption("--worker-timeout", default=str(DEFAULT_WORKER_TIMEOUT), metavar="SECONDS",
                     help="kill a backend worker that does not answer one request in this time "
                          f"(default: {DEFAULT_WORKER_TIMEOUT:g})")

@@ -44,7 +44,7 @@ class Settings:
     world_size: int | None = None  # ranks of multi-rank backends; None: the visible GPUs (or 1)
     hostfile: "Hostfile | None" = None  # multi-rank backends start with DeepSpeed's launcher
     max_memory: dict | None = None  # accelerate's max_memory for accel_* ({0: "70GiB", "cpu": ...}); None: its default
-    cpus: tuple[int, ...] | None = None  # --cpus: every worker process (all ranks) runs on these; None: unpinned
+    cpus: tuple[int, ...] | None = None  # --cpus: the workers' CPUs (ranks take a share each); None: unpinned
 
     @property
     def random_weights(self) -> bool:
@@ -106,9 +106,10 @@ def add_options(parser) -> None:
                     help="accelerate's max_memory for accel_*, e.g. 0=70GiB,1=70GiB,cpu=200GiB "
                          "(default: accelerate's, the free memory of each device)")
     group.addoption("--cpus", default=None, metavar="CPU,...",
-                    help="run every backend's worker, all its ranks, on these CPUs only, e.g. 4 or "
-                         "4,5 (Linux). Small batches are paced by the host CPU, so a pinned run is "
-                         "compared only with a baseline pinned to the same CPUs")
+                    help="run every backend's worker on these CPUs only, e.g. 4 or 4,5 (Linux); "
+                         "several ranks share them out, a slice each. Small batches are paced by "
+                         "the host CPU, so a pinned run is compared only with a baseline pinned to "
+                         "the same CPUs")
     group.addoption("--worker-timeout", default=str(DEFAULT_WORKER_TIMEOUT), metavar="SECONDS",
                     help="kill a backend worker that does not answer one request in this time "
                          f"(default: {DEFAULT_WORKER_TIMEOUT:g})")

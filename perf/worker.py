@@ -31,12 +31,23 @@ def _die_with_parent() -> None:
         pass
 
 
+def rank_cpus(cpus: list[int], local_rank: int, local_ranks: int) -> list[int]:
+    """This rank's share of --cpus: equal consecutive slices, the remainder unused, as DeepSpeed's
+    --bind_cores_to_rank deals cores; with fewer CPUs than ranks (which DeepSpeed refuses), one
+    CPU each, in turn."""
+    per = len(cpus) // local_ranks
+    return cpus[local_rank * per:(local_rank + 1) * per] if per else [cpus[local_rank % len(cpus)]]
+
+
 def _pin() -> None:
-    """--cpus: this process onto those CPUs before torch starts any thread (a thread keeps the
-    affinity it was created with; the ones created later inherit this one)."""
+    """--cpus: this process onto its share of those CPUs before torch starts any thread (a thread
+    keeps the affinity it was created with; the ones created later inherit this one)."""
     cpus = os.environ.get("PERF_CPUS")  # perf.launcher.PIN_ENV (not imported: it would load more)
     if cpus:
-        os.sched_setaffinity(0, {int(c) for c in cpus.split(",")})
+        # The ranks on this host: torchrun says LOCAL_WORLD_SIZE, DeepSpeed's launcher LOCAL_SIZE.
+        local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE") or os.environ.get("LOCAL_SIZE") or "1")
+        os.sched_setaffinity(0, rank_cpus(sorted(int(c) for c in cpus.split(",")),
+                                          int(os.environ.get("LOCAL_RANK", "0")), local_ranks))
 
 
 def _cpus_of_every_thread() -> list[int]:
@@ -67,7 +78,8 @@ class Session:
         log = os.environ.get("PERF_LOAD_LOG")  # lets tests count loads across processes
         if log:
             with open(log, "a") as f:
-                f.write(json.dumps({"adapter": adapter, "pid": os.getpid()}) + "\n")
+                f.write(json.dumps({"adapter": adapter, "pid": os.getpid(),
+                                    "cpus": sorted(os.sched_getaffinity(0))}) + "\n")
         module, _, name = adapter.partition(":")
         cls = getattr(importlib.import_module(module), name)
         start = time.perf_counter()

@@ -26,6 +26,18 @@ def test_zero_with_two_ranks_counts_both_ranks_tokens_and_passes_correctness(run
     assert not [load for load in loads if pid_alive(load["pid"])]
 
 
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs to deal out")
+def test_cpus_are_dealt_out_one_share_per_rank(run_perf):
+    first, second = sorted(os.sched_getaffinity(0))[:2]
+    run = run_perf("--world-size", "2", "-k", "zero_bf16 and ms_per_token", "--batch-sizes", "1",
+                   "--cpus", f"{first},{second}")
+    run.result.assert_outcomes(passed=1)
+    ranks = [load for load in run.loads() if load["adapter"] == "perf.adapters:DeepSpeedZeroBf16"]
+    assert sorted(load["cpus"] for load in ranks) == [[first], [second]]
+    assert run.results["backends"]["zero_bf16"]["info"]["cpus"] == [first]  # rank 0 answers
+    assert run.results["protocol"]["cpus"] == [first, second]
+
+
 # Two "nodes" of one slot each: DeepSpeed's runner then starts both through pdsh, here its test
 # double (tests/bin/pdsh: each host's command run on this machine, no stdin, prefixed output).
 HOSTFILES = {"one host": "localhost slots=2\n", "two nodes": "localhost slots=1\n127.0.0.1 slots=1\n"}

@@ -122,3 +122,14 @@ def test_summary_table_cells():
     assert lines[2].split() == ["accel_bf16", "12.35", "OOM", "FAIL:", "greedy_matches_reference"]
     assert lines[3].split() == ["ds_fp16", "skip", "[1]", "skip", "[1]", "-"]
     assert lines[4] == "[1] Skipped: ds_fp16: needs CUDA"
+
+
+@pytest.mark.parametrize("cpus, ranks, shares", [
+    ([4], 1, [[4]]),
+    ([0, 1, 2, 3], 2, [[0, 1], [2, 3]]),
+    ([0, 1, 2, 3, 4], 2, [[0, 1], [2, 3]]),  # as DeepSpeed's --bind_cores_to_rank: the remainder unused
+    ([4, 5], 4, [[4], [5], [4], [5]]),  # fewer CPUs than ranks: one each, in turn
+])
+def test_each_rank_gets_its_share_of_cpus(cpus, ranks, shares):
+    from perf.worker import rank_cpus
+    assert [rank_cpus(cpus, rank, ranks) for rank in range(ranks)] == shares

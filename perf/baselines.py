@@ -112,7 +112,8 @@ def protocol_of(settings, info: dict) -> dict:
             # A memory cap moves layers (to the CPU, to disk): not comparable with an uncapped run.
             "max_memory": info.get("max_memory"),
             # The host CPU paces small batches, and pinning changes which CPU: not comparable.
-            "cpus": info.get("cpus")}
+            # The set asked for (ranks take a share each), as two runs asking the same share alike.
+            "cpus": list(settings.cpus) if settings.cpus else None}
 
 
 def protocol_differences(base: dict, protocol: dict) -> list[str]:

@@ -81,8 +81,11 @@ class Worker:
         environ.setdefault("HF_HUB_OFFLINE", "1")
         environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         environ.pop(PIN_ENV, None)
-        if cpus:  # every rank pins itself before its first thread (perf/worker.py)
+        if cpus:  # every rank pins itself to its share before its first thread (perf/worker.py)
             environ[PIN_ENV] = ",".join(map(str, cpus))
+            if world_size == 1:  # one rank takes them all, whatever launcher pytest itself ran under
+                for key in ("LOCAL_RANK", "LOCAL_WORLD_SIZE", "LOCAL_SIZE"):
+                    environ.pop(key, None)
         if world_size > 1 and hostfile is None:
             # The ranks per node, as DeepSpeed's launcher sets it and torchrun does not: without
             # it DeepSpeed's CPU all-reduce (inference_all_reduce over shared memory) never maps

@@ -87,8 +87,9 @@ class Session:
         info = self.adapter.load(model) or {}
         info["load_s"] = time.perf_counter() - start
         info["pid"] = os.getpid()
-        if os.environ.get("PERF_CPUS"):
-            info["cpus"] = _cpus_of_every_thread()
+        if os.environ.get("PERF_CPUS"):  # what the kernel has for this rank, and torch's thread count
+            import torch
+            info.update(cpus=_cpus_of_every_thread(), torch_threads=torch.get_num_threads())
         info["versions"] = versions()
         info.setdefault("device", str(self.adapter.input_device))
         info["weight_bytes"] = self.adapter.weight_bytes()

@@ -185,6 +185,8 @@ def test_pooling_puts_both_runs_samples_in_one_entry_and_keeps_the_thresholds():
     (_measured([1.0, 2.0, 3.0], provenance={"kind": "measured", "date": "d", "versions": {"torch": "1"}}),
      "their versions differ"),
     (_measured([1.0, 2.0, 3.0], [6.0] * 3), "one has host probes, the other not"),
+    (_measured([1.0, 2.0, 3.0], protocol={**PROTOCOL, "cpus": [4]}),
+     "not comparable: cpus unpinned here, [4] in the baseline"),
 ])
 def test_what_cannot_be_pooled_is_kept_as_it_was_and_says_why(tmp_path, old, why):
     path = tmp_path / "p" / "m.json"

@@ -110,6 +110,23 @@ def test_an_interrupted_run_prints_that_cell_stops_its_workers_and_exits_130(cap
     assert line["pairs"] == 7 and "verdict" in line and len(stopped) == 1
 
 
+def test_an_interruption_in_the_warm_up_prints_nothing_stops_the_workers_and_exits_130(capsys, monkeypatch):
+    stopped = []
+
+    class Worker:  # stands for a loaded suite worker: only stop() is called on it here
+        def stop(self):
+            stopped.append(self)
+    monkeypatch.setattr(fidelity, "load", lambda *a: (None, None))
+    monkeypatch.setattr(fidelity, "start_suite_worker", lambda *a: Worker())
+    monkeypatch.setattr(fidelity, "timed_article_cycle", StopAfter(1))  # its warm-up
+    monkeypatch.setattr(fidelity, "timed_suite_cycle", StopAfter(0))
+    code = fidelity.main(["--backend", "accel_bf16", "--model", str(EMBEDDED_MODEL), "--batch-sizes", "1,8",
+                          "--interleave", "--cycles", "100"])
+    printed = capsys.readouterr()
+    assert code == 130 and printed.out == "" and len(stopped) == 1
+    assert "interrupted before a whole pair" in printed.err
+
+
 # Pair ratios (article / suite, ms/token) from the interleaved run on the lent H200, BLOOM-7b1
 # (docs/results/synthetic-bloom-7b1-1xH200-fidelity-interleaved.jsonl).
 H200_DS_FP16_BS8 = [1.5131, 1.1699, 1.0206, 1.2245, 1.2988, 1.3986, 1.0883, 1.1776, 0.9931, 1.0157]
@@ -194,9 +211,11 @@ def test_the_h200_pinned_figures_as_quoted_come_from_the_recorded_cycles():
               (0.42, [0.956, 1.030], "WITHIN"), (0.42, [0.923, 0.993], "UNDECIDED"),
               (0.48, [0.966, 1.035], "WITHIN"), (0.49, [0.994, 1.035], "WITHIN")]
     assert [r["cpus"] for r in records] == [[4]] * 5
-    for (article, suite), (slope, interval, verdict) in zip(rows, quoted, strict=True):
+    paired = [[1.000, 1.060], [0.976, 1.034], [0.954, 1.036], [0.928, 0.993], [0.961, 1.035], [0.994, 1.038]]
+    for (article, suite), (slope, interval, verdict), plain in zip(rows, quoted, paired, strict=True):
         line = fidelity.judge_pairs(article, suite)
         assert round(line["host_slope"], 2) == slope and [round(b, 3) for b in line["host_adjusted_interval"]] == interval
+        assert [round(b, 3) for b in line["interval"]] == plain
         assert fidelity.fidelity_verdict({"ratio": 1.0, **line}, 0.05) == verdict
 
 

@@ -1,6 +1,7 @@
 """Options, selection by test id, and bad input: a usage error that names the option and the
 fix, before any model loads."""
 import json
+import os
 
 import pytest
 
@@ -54,13 +55,17 @@ def test_max_memory_reaches_accelerate_and_the_results(run_perf):
     assert info["max_memory"] == {"cpu": "2GiB"} and info["device_map"] == ["cpu"]
 
 
-def test_cpus_pins_every_thread_of_the_worker_and_is_recorded(run_perf):
-    import os
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="one CPU: pinned and unpinned look alike")
+def test_cpus_pins_every_thread_of_the_worker_and_is_recorded(run_perf, monkeypatch):
+    # As if pytest itself ran as rank 3 of 4 under some launcher: a one-rank worker still takes all.
+    for key, value in (("LOCAL_RANK", "3"), ("LOCAL_WORLD_SIZE", "4"), ("LOCAL_SIZE", "4")):
+        monkeypatch.setenv(key, value)
     cpu = max(os.sched_getaffinity(0))
     run = run_perf("-k", "accel_bf16 and ms_per_token", "--batch-sizes", "1", "--cpus", str(cpu))
     run.result.assert_outcomes(passed=1)
     # Read in the worker after its load, over all its threads (torch's included).
-    assert run.results["backends"]["accel_bf16"]["info"]["cpus"] == [cpu]
+    info = run.results["backends"]["accel_bf16"]["info"]
+    assert info["cpus"] == [cpu] and info["torch_threads"] == 1
     record, = [t for t in run.results["tests"] if t["test"] == "test_ms_per_token"]
     assert record["protocol"]["cpus"] == [cpu] and run.results["protocol"]["cpus"] == [cpu]
 
@@ -68,7 +73,7 @@ def test_cpus_pins_every_thread_of_the_worker_and_is_recorded(run_perf):
 def test_cpus_is_refused_with_ranks_on_other_hosts(run_perf, tmp_path):
     hostfile = tmp_path / "hostfile"
     hostfile.write_text("localhost slots=1\nworker-1 slots=1\n")
-    run = run_perf("--hostfile", str(hostfile), "--cpus", "0")
+    run = run_perf("--hostfile", str(hostfile), "--cpus", str(min(os.sched_getaffinity(0))))
     assert run.result.ret == pytest.ExitCode.USAGE_ERROR
     run.result.stderr.fnmatch_lines([f"*--cpus pins processes on this host only, and --hostfile {hostfile} starts ranks on other hosts*"])
 

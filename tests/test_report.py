@@ -85,6 +85,9 @@ def test_a_pinned_run_says_so_and_is_not_compared_with_an_unpinned_baseline(tmp_
     assert "median of 5 cycles; workers pinned to CPU 1." in out.splitlines()[2]
     assert "not comparable" in out.splitlines()[0] and "unchanged" not in out.splitlines()[0]
     assert "cpus [1] here, unpinned in the baseline" in out
+    # Half a run pinned and half not is two runs: the files do not merge into one report.
+    assert report.main([str(path), str(CPU_RESULTS), "--against", str(CPU_STORE)]) == 2
+    assert "only files of one --cpus setting merge" in capsys.readouterr().err
 
 
 def test_a_run_split_over_several_results_files_reports_as_one(tmp_path, capsys):

@@ -3,22 +3,26 @@
 # accel_bf16 and ds_fp16 (or $BACKENDS, space-separated), tools/fidelity.py --interleave alternates
 # the article's own loop with the suite's own worker, cycle by cycle, on the same model, so that
 # both see the same drift. Both sides run on CPU $CPUS (default 4; CPUS= leaves them to the
-# scheduler): pinned to one core, a pair's two cycles on the H200 correlated at 0.4-0.7 instead
-# of 0.0-0.3, and 50 pairs gave host-adjusted intervals 5-7% wide (README, "Roofline and fidelity").
+# scheduler): on the H200, pinned to one core (a later session than the unpinned runs), a pair's
+# two cycles correlated at 0.4-0.7 instead of 0.0-0.3 (README, "Roofline and fidelity").
 # Usage on the GPU machine: bash tools/device_fidelity.sh MODEL [BATCH_SIZES] [CYCLES] [fidelity.py flags]
 #   e.g. bash tools/device_fidelity.sh synthetic:bloom-7b1 1,8 50
 #        bash tools/device_fidelity.sh synthetic:bloom-7b1 8 50 --control   (A/A: two suite workers)
 #        BACKENDS=ds_fp16 CPUS=4,5 bash tools/device_fidelity.sh synthetic:bloom-7b1 1,8 50
-# Leaves under $OUT: fidelity.jsonl (one line per backend and batch size), fidelity.log (stderr).
-# Under `timeout` (TERM or INT), the cell being measured is still judged from the pairs it has
-# ("interrupted": true) and no further backend starts.
-# Exit 1 unless every backend and batch size was measured and its verdict is WITHIN 5% (the whole
-# host-adjusted paired interval of the ratio inside; tools/fidelity.py).
+# Leaves under $OUT: fidelity.jsonl (one line per backend and batch size), fidelity.log (what else
+# the tools printed, stderr first). Under `timeout` (TERM or INT), the cell being measured is still
+# judged from the whole pairs it has ("interrupted": true), and no further backend starts.
+# Exit 1 unless every backend and batch size was measured to the end and its verdict is WITHIN 5%
+# (the whole host-adjusted paired interval of the ratio inside; tools/fidelity.py).
 set -uo pipefail
 model=${1:?usage: device_fidelity.sh MODEL [BATCH_SIZES] [CYCLES] [fidelity.py flags]}; sizes=${2:-1,8}; cycles=${3:-10}
 shift $(( $# < 3 ? $# : 3 ))
 out=${OUT:-/tmp/out}; mkdir -p "$out"
 cpus=${CPUS-4}
+if [ -n "$cpus" ] && ! python3 -c "import os, sys; sys.exit(not {int(c) for c in sys.argv[1].split(',')} <= os.sched_getaffinity(0))" "$cpus" 2>/dev/null; then
+  echo "device_fidelity.sh: CPUS=$cpus is not a set of CPUs this machine lets us use ($(python3 -c 'import os; print(sorted(os.sched_getaffinity(0)))')); set CPUS to some of them, or CPUS= to leave both sides to the scheduler" >&2
+  exit 2
+fi
 stopped=; trap 'stopped=1' INT TERM  # a time limit's signal: fidelity.py judges the cell it is on; start no other
 source .whl/install.sh .whl || exit 1
 export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
@@ -46,6 +50,8 @@ done
 [ -n "$stopped" ] && echo "device_fidelity.sh: stopped by a signal; what was measured is below" >&2
 tail -n 5 "$out/fidelity.log"
 cat "$out/fidelity.jsonl"
-python3 -c "import json, sys; v = [json.loads(line)['verdict'] for line in open(sys.argv[1])]
-sys.exit(len(v) != int(sys.argv[3]) * len(sys.argv[2].split(',')) or any(x != 'WITHIN' for x in v))" \
+[ -n "$stopped" ] && exit 1
+python3 -c "import json, sys; lines = [json.loads(line) for line in open(sys.argv[1])]
+sys.exit(len(lines) != int(sys.argv[3]) * len(sys.argv[2].split(','))
+         or any(x['verdict'] != 'WITHIN' or x.get('interrupted') for x in lines))" \
   "$out/fidelity.jsonl" "$sizes" "$(wc -w <<< "$backends")"

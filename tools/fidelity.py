@@ -23,8 +23,9 @@ only. On the lent H200 the slowdowns appear to belong to single cores (a process
 another core did not see them), so two processes left to the scheduler can sit on cores of
 different speed. Pinned to the same set, both sides of every pair run on it (they never run at
 once); one CPU makes it the same core, but then the process's own threads share it too. There,
-one CPU raised the correlation of a pair's two cycles from 0.0-0.3 to 0.4-0.7, and the standard
-deviation of the pairs' log ratios fell from 0.23-0.31 to 0.12-0.18 (README, "Roofline and fidelity").
+pinned to one CPU (a later session than the unpinned runs), the correlation of a pair's two cycles
+was 0.4-0.7 instead of 0.0-0.3, and the standard deviation of the pairs' log ratios 0.12-0.18
+instead of 0.23-0.31 (README, "Roofline and fidelity").
 --compare: the suite's figure for the same backend and batch size from its results file.
 Either way the ratio (article / suite, both total time over total new tokens) is printed.
 Interleaved, each pair of cycles gives a ratio, and the pairs give an interval, also with the
@@ -148,7 +149,7 @@ def timed_suite_cycle(worker, batch_size: int, new_tokens: int) -> tuple[float, 
 
 def interleaved(other, ours, cycles: int, names: tuple[str, str]) -> dict:
     """`other` and `ours` (each times one cycle) alternated (O S, S O, ...) after one warm-up each."""
-    other()
+    other()  # a signal here, before a whole pair, ends the run with nothing to judge (main)
     ours()
     sides = {names[0]: [], names[1]: []}  # (seconds, new tokens, host probe ms) per cycle
     order = ((names[0], other), (names[1], ours))
@@ -291,6 +292,16 @@ def main(argv=None) -> int:
         ap.error("--cpus goes with --interleave (it pins both sides of each pair; the --compare figure ran unpinned)")
     if args.cpus is not None:
         pin(args.cpus, ap)
+    try:
+        return measure(args, batch_sizes, suite)
+    except KeyboardInterrupt:  # loading, warming up, or before a batch size's first whole pair
+        print("fidelity.py: interrupted before a whole pair of the batch size it was on; the lines "
+              "printed before are all it judged", file=sys.stderr)
+        return INTERRUPTED
+
+
+def measure(args, batch_sizes: list[int], suite: dict) -> int:
+    """Load, time each batch size, print a line each: main's exit status."""
     tokenizer, model = (None, None) if args.control else load(args.backend, args.model)
     workers = []
     with tempfile.TemporaryDirectory(prefix="fidelity-") as log_dir:

@@ -70,6 +70,10 @@ def read_results(paths: list[Path]) -> dict:
             if data.get(key) != merged.get(key):
                 raise ReportError(f"{path}: {key} {data.get(key)!r}, but {first} has {merged.get(key)!r}; "
                                   "only files of one model and hardware profile merge")
+        cpus = [d["protocol"].get("cpus") for d in (data, merged)]
+        if cpus[0] != cpus[1]:
+            raise ReportError(f"{path}: --cpus {cpus[0]!r}, but {first} has {cpus[1]!r}; "
+                              "only files of one --cpus setting merge (null: unpinned)")
         merged["tests"].update({t["nodeid"]: t for t in data["tests"]})
         merged["memory_bandwidth_gb_s"] = merged.get("memory_bandwidth_gb_s") or data.get("memory_bandwidth_gb_s")
     merged["tests"] = list(merged["tests"].values())

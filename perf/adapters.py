@@ -9,7 +9,7 @@ import os
 import torch
 
 from perf.backends import BackendUnavailable
-from perf.launcher import free_port
+from perf.launcher import single_rank_env
 
 
 def _transformers_major() -> int:
@@ -158,8 +158,7 @@ def init_single_rank() -> int:
     import deepspeed
     import torch.distributed as dist
     if not dist.is_initialized():
-        for key, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1"),
-                           ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", str(free_port()))):
+        for key, value in single_rank_env().items():
             os.environ.setdefault(key, value)
         deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
     return dist.get_world_size()

@@ -58,12 +58,33 @@ def control_host() -> str:
 
 
 PIN_ENV = "PERF_CPUS"  # --cpus, as the workers read it
+RANK_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")  # torch.distributed's env://
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def single_rank_env() -> dict[str, str]:
+    """What a launcher sets for one rank alone on this host, for torch.distributed's rendezvous."""
+    return dict(zip(RANK_ENV, ("0", "0", "1", "127.0.0.1", str(free_port()))))
+
+
+def cpu_set(text: str) -> tuple[int, ...]:
+    """--cpus '4,5' -> (4, 5), CPUs this process may run on (Linux); ValueError saying what is wrong."""
+    try:
+        cpus = tuple(sorted({int(part) for part in text.split(",")}))
+    except ValueError:
+        raise ValueError(f"--cpus {text!r}: expected comma-separated CPU numbers, e.g. --cpus 4 or --cpus 4,5") from None
+    if not hasattr(os, "sched_getaffinity"):
+        raise ValueError("--cpus needs Linux (os.sched_setaffinity); leave it out here")
+    allowed = os.sched_getaffinity(0)
+    if not set(cpus) <= allowed:
+        raise ValueError(f"--cpus {text}: CPU(s) {sorted(set(cpus) - allowed)} not available here; "
+                         f"this process may run on {sorted(allowed)}")
+    return cpus
 
 
 class Worker:

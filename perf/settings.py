@@ -142,16 +142,11 @@ def parse_batch_sizes(text: str) -> list[int]:
 
 def parse_cpus(text: str, hostfile) -> tuple[int, ...]:
     """--cpus 4,5 -> (4, 5): CPUs this host has and lets this process use."""
+    from perf.launcher import cpu_set
     try:
-        cpus = tuple(sorted({int(part) for part in text.split(",")}))
-    except ValueError:
-        raise pytest.UsageError(f"--cpus {text!r}: expected comma-separated CPU numbers, e.g. --cpus 4 or --cpus 4,5") from None
-    if not hasattr(os, "sched_getaffinity"):
-        raise pytest.UsageError("--cpus needs Linux (os.sched_setaffinity); leave it out here")
-    allowed = os.sched_getaffinity(0)
-    if not set(cpus) <= allowed:
-        raise pytest.UsageError(f"--cpus {text}: CPU(s) {sorted(set(cpus) - allowed)} not available here; "
-                                f"this process may run on {sorted(allowed)}")
+        cpus = cpu_set(text)
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
     if hostfile is not None and hostfile.multi_node:
         raise pytest.UsageError(f"--cpus pins processes on this host only, and --hostfile {hostfile.path} "
                                 "starts ranks on other hosts; leave out one of them")

@@ -21,6 +21,7 @@ import traceback
 
 from perf import protocol
 from perf.backends import BackendUnavailable
+from perf.launcher import PIN_ENV
 
 
 def _die_with_parent() -> None:
@@ -42,7 +43,7 @@ def rank_cpus(cpus: list[int], local_rank: int, local_ranks: int) -> list[int]:
 def _pin() -> None:
     """--cpus: this process onto its share of those CPUs before torch starts any thread (a thread
     keeps the affinity it was created with; the ones created later inherit this one)."""
-    cpus = os.environ.get("PERF_CPUS")  # perf.launcher.PIN_ENV (not imported: it would load more)
+    cpus = os.environ.get(PIN_ENV)
     if cpus:
         # The ranks on this host: torchrun says LOCAL_WORLD_SIZE, DeepSpeed's launcher LOCAL_SIZE.
         local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE") or os.environ.get("LOCAL_SIZE") or "1")
@@ -87,7 +88,7 @@ class Session:
         info = self.adapter.load(model) or {}
         info["load_s"] = time.perf_counter() - start
         info["pid"] = os.getpid()
-        if os.environ.get("PERF_CPUS"):  # what the kernel has for this rank, and torch's thread count
+        if os.environ.get(PIN_ENV):  # what the kernel has for this rank, and torch's thread count
             import torch
             info.update(cpus=_cpus_of_every_thread(), torch_threads=torch.get_num_threads())
         info["versions"] = versions()

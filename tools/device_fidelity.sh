@@ -19,8 +19,9 @@ model=${1:?usage: device_fidelity.sh MODEL [BATCH_SIZES] [CYCLES] [fidelity.py f
 shift $(( $# < 3 ? $# : 3 ))
 out=${OUT:-/tmp/out}; mkdir -p "$out"
 cpus=${CPUS-4}
-if [ -n "$cpus" ] && ! python3 -c "import os, sys; sys.exit(not {int(c) for c in sys.argv[1].split(',')} <= os.sched_getaffinity(0))" "$cpus" 2>/dev/null; then
-  echo "device_fidelity.sh: CPUS=$cpus is not a set of CPUs this machine lets us use ($(python3 -c 'import os; print(sorted(os.sched_getaffinity(0)))')); set CPUS to some of them, or CPUS= to leave both sides to the scheduler" >&2
+if [ -n "$cpus" ] && ! python3 -c "import sys; from perf.launcher import cpu_set
+try: cpu_set(sys.argv[1])
+except ValueError as exc: sys.exit(f'device_fidelity.sh: CPUS={sys.argv[1]} (default 4): {exc}; or CPUS= to leave both sides to the scheduler')" "$cpus"; then
   exit 2
 fi
 stopped=; trap 'stopped=1' INT TERM  # a time limit's signal: fidelity.py judges the cell it is on; start no other

@@ -49,6 +49,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from perf.protocol import host_probe_ms  # noqa: E402  (the host's speed, not part of the measurement)
 from perf import baselines  # noqa: E402
+from perf.launcher import RANK_ENV, cpu_set, single_rank_env  # noqa: E402
 from perf.verdicts import paired_shift  # noqa: E402
 
 PROMPTS = ["DeepSpeed is a machine learning framework", "He is working on", "He has a", "He got all",
@@ -57,7 +58,7 @@ PROMPTS = ["DeepSpeed is a machine learning framework", "He is working on", "He 
 # What the `deepspeed` launcher sets for bloom-ds-inference.py, which calls
 # deepspeed.init_distributed("nccl") before it loads; set here for one rank, kept from the suite's
 # workers, which set their own as under pytest.
-LAUNCHER_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+LAUNCHER_ENV = RANK_ENV
 INTERRUPTED = 130  # the exit status after SIGINT or SIGTERM cut the pairs short (as a shell reports SIGINT)
 
 
@@ -69,8 +70,7 @@ def load(backend: str, model: str):
         net = AutoModelForCausalLM.from_pretrained(model, device_map="auto", torch_dtype=torch.bfloat16)
     elif backend == "ds_fp16":  # bloom-ds-inference.py, one rank
         import deepspeed
-        from perf.launcher import free_port
-        for key, value in zip(LAUNCHER_ENV, ("0", "0", "1", "127.0.0.1", str(free_port()))):
+        for key, value in single_rank_env().items():
             os.environ.setdefault(key, value)
         deepspeed.init_distributed("nccl")
         net = AutoModelForCausalLM.from_pretrained(model, torch_dtype=torch.float16)
@@ -241,16 +241,9 @@ def fidelity_verdict(line: dict, tolerance: float) -> str:
 def pin(cpus: str, ap: argparse.ArgumentParser) -> None:
     """This process onto `cpus` before anything loads; the workers it starts inherit it."""
     try:
-        wanted = {int(c) for c in cpus.split(",")}
-    except ValueError:
-        ap.error(f"--cpus {cpus!r}: expected comma-separated CPU numbers, e.g. 4,5")
-    if not hasattr(os, "sched_setaffinity"):
-        ap.error("--cpus needs Linux (os.sched_setaffinity)")
-    allowed = os.sched_getaffinity(0)
-    if not wanted <= allowed:
-        ap.error(f"--cpus {cpus}: CPU(s) {sorted(wanted - allowed)} not available here; "
-                 f"this process may run on {sorted(allowed)}")
-    os.sched_setaffinity(0, wanted)
+        os.sched_setaffinity(0, cpu_set(cpus))
+    except ValueError as exc:
+        ap.error(str(exc))
 
 
 def main(argv=None) -> int:

@@ -219,6 +219,23 @@ def test_the_h200_pinned_figures_as_quoted_come_from_the_recorded_cycles():
         assert fidelity.fidelity_verdict({"ratio": 1.0, **line}, 0.05) == verdict
 
 
+# ds_fp16 bs=8 again in a later session, pinned to CPU 4: the article against the suite (114 pairs),
+# then two suite workers (A/A, 100 pairs), each cut by its time limit (README, "Roofline and fidelity").
+H200_PINNED_DS_FP16_BS8 = REPO / "docs" / "results" / "synthetic-bloom-7b1-1xH200-fidelity-pinned-ds_fp16-bs8.jsonl"
+
+
+def test_the_h200_pinned_ds_fp16_bs8_repeat_and_control_as_quoted():
+    article, control = map(json.loads, H200_PINNED_DS_FP16_BS8.read_text().splitlines())
+    quoted = [(article, ["article", "suite"], 114, [0.910, 0.969], [0.923, 0.976], "UNDECIDED"),
+              (control, ["control", "suite"], 100, [0.967, 1.031], [0.972, 1.025], "WITHIN")]
+    for record, sides, pairs, plain, adjusted, verdict in quoted:
+        line = fidelity.judge_pairs(*record["cycles"].values())
+        assert list(record["cycles"]) == sides and line["pairs"] == pairs and record["interrupted"]
+        assert [round(b, 3) for b in line["interval"]] == plain
+        assert [round(b, 3) for b in line["host_adjusted_interval"]] == adjusted
+        assert fidelity.fidelity_verdict({"ratio": 1.0, **line}, 0.05) == verdict == record["verdict"]
+
+
 def test_ds_fp16_bs8_interval_on_the_h200_as_quoted():
     line = fidelity.paired_interval(H200_DS_FP16_BS8, [1.0] * 10)
     assert [round(b, 3) for b in line["interval"]] == [1.054, 1.309] and line["confidence"] == pytest.approx(0.951, abs=1e-3)
@@ -239,6 +256,20 @@ def test_control_pairs_two_suite_workers_and_stops_both(capsys, monkeypatch):
         assert worker.proc.poll() is not None
         with pytest.raises(ProcessLookupError):
             os.kill(worker.pid, 0)
+
+
+def test_control_here_pairs_the_suites_code_in_this_process_with_one_worker(capsys, monkeypatch):
+    from perf import worker as worker_module
+    started, cycles_here = [], []
+    real_start, real_cycle = fidelity.start_suite_worker, worker_module.Session.cycle
+    monkeypatch.setattr(fidelity, "start_suite_worker", lambda *a: started.append(real_start(*a)) or started[-1])
+    monkeypatch.setattr(fidelity, "load", lambda *a: pytest.fail("--control here loads no article model"))
+    monkeypatch.setattr(worker_module.Session, "cycle", lambda self, **kw: cycles_here.append(kw) or real_cycle(self, **kw))
+    code, lines = run(capsys, "--interleave", "--control", "here", "--cycles", "6", "--tolerance", "1000")
+    line, = lines
+    assert code == 0 and list(line["cycles"]) == ["in_process", "suite"] and line["pairs"] == 6
+    assert len(started) == 1 and started[0].proc.poll() is not None  # one worker, stopped
+    assert len(cycles_here) == 7  # warm-up and 6 timed cycles of the worker's own code, in this process
 
 
 def test_control_without_interleave_is_refused(capsys):

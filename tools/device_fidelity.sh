@@ -8,6 +8,7 @@
 # Usage on the GPU machine: bash tools/device_fidelity.sh MODEL [BATCH_SIZES] [CYCLES] [fidelity.py flags]
 #   e.g. bash tools/device_fidelity.sh synthetic:bloom-7b1 1,8 50
 #        bash tools/device_fidelity.sh synthetic:bloom-7b1 8 50 --control   (A/A: two suite workers)
+#        bash tools/device_fidelity.sh synthetic:bloom-7b1 8 50 --control here   (the worker's code in-process)
 #        BACKENDS=ds_fp16 CPUS=4,5 bash tools/device_fidelity.sh synthetic:bloom-7b1 1,8 50
 # Leaves under $OUT: fidelity.jsonl (one line per backend and batch size), fidelity.log (what else
 # the tools printed, stderr first). Under `timeout` (TERM or INT), the cell being measured is still

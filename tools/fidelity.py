@@ -18,6 +18,12 @@ Each article cycle is timed on its own: its decode copies the tokens to the host
 the device, so the per-cycle syncs add nothing to what the article's loop times.
 --control (with --interleave): a second suite worker takes the article's place, an A/A pair of
 identical loops in two processes: the ratio it gives is what the host alone does.
+--control here: the suite's own worker code (perf.worker.Session: its load and its cycle) runs in
+this process in the article's place, loaded first as the article's model is: against the worker,
+the same code in two processes started differently. On the H200 the article's loop was ~5% faster
+than the worker at ds_fp16 bs=8, two workers agreed, and in one process the two cycles' code and
+the modules' training flags made no difference (tools/ds_fp16_gap.py): this tells whether the rest
+is the process or the article's way of loading.
 --cpus 4 (with --interleave): run this process, and so the suite's workers it starts, on those CPUs
 only. On the lent H200 the slowdowns appear to belong to single cores (a process counting on
 another core did not see them), so two processes left to the scheduler can sit on cores of
@@ -141,6 +147,19 @@ def timed_article_cycle(tokenizer, model, batch_size: int, new_tokens: int) -> t
     return time.perf_counter() - start, tokens, (probe + host_probe_ms()) / 2
 
 
+class InProcess:
+    """The suite's worker code run in this process (--control here): a worker's `call`, no pipe."""
+
+    def __init__(self, backend: str, model: str):
+        from perf.backends import BACKENDS
+        from perf.worker import Session
+        self.session = Session()
+        self.session.load(BACKENDS[backend].adapter, model, {"max_memory": None})
+
+    def call(self, op: str, **args):
+        return getattr(self.session, op)(**args)
+
+
 def timed_suite_cycle(worker, batch_size: int, new_tokens: int) -> tuple[float, int, float]:
     """One `cycle` of a suite worker: (seconds, new tokens, host probe ms), timed in the worker."""
     reply = worker.call("cycle", batch_size=batch_size, new_tokens=new_tokens)
@@ -257,9 +276,10 @@ def main(argv=None) -> int:
     mode.add_argument("--compare", help="the suite's results file from the same machine")
     mode.add_argument("--interleave", action="store_true",
                       help="alternate cycles with the suite's own worker, loaded beside this model")
-    ap.add_argument("--control", action="store_true",
+    ap.add_argument("--control", nargs="?", const="worker", choices=["worker", "here"],
                     help="with --interleave: a second suite worker takes the article's place (A/A), "
-                         "to see what the host alone does to the ratio")
+                         "to see what the host alone does to the ratio; `here`: the suite's worker "
+                         "code in this process instead, to tell the process from the code")
     ap.add_argument("--cpus", help="with --interleave: comma-separated CPU numbers to run on, with the suite's workers (Linux)")
     ap.add_argument("--tolerance", type=float, default=0.05)
     args = ap.parse_args(argv)
@@ -296,10 +316,11 @@ def main(argv=None) -> int:
 def measure(args, batch_sizes: list[int], suite: dict) -> int:
     """Load, time each batch size, print a line each: main's exit status."""
     tokenizer, model = (None, None) if args.control else load(args.backend, args.model)
+    here = InProcess(args.backend, args.model) if args.control == "here" else None
     workers = []
     with tempfile.TemporaryDirectory(prefix="fidelity-") as log_dir:
         try:
-            for _ in range(2 if args.control else 1 if args.interleave else 0):
+            for _ in range(2 if args.control == "worker" else 1 if args.interleave else 0):
                 workers.append(start_suite_worker(args.backend, args.model, log_dir, len(workers)))
             outside = 0
             for batch_size in batch_sizes:
@@ -309,7 +330,8 @@ def measure(args, batch_sizes: list[int], suite: dict) -> int:
                 if workers:
                     size, tokens = batch_size, args.new_tokens
                     if args.control:
-                        other, name = (lambda: timed_suite_cycle(workers[1], size, tokens)), "control"
+                        other, name = ((lambda: timed_suite_cycle(here or workers[1], size, tokens)),
+                                       "in_process" if here else "control")
                     else:
                         other, name = (lambda: timed_article_cycle(tokenizer, model, size, tokens)), "article"
                     ours = lambda: timed_suite_cycle(workers[0], size, tokens)  # noqa: E731

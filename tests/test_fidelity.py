@@ -272,6 +272,22 @@ def test_control_here_pairs_the_suites_code_in_this_process_with_one_worker(caps
     assert len(cycles_here) == 7  # warm-up and 6 timed cycles of the worker's own code, in this process
 
 
+def test_worker_logs_keeps_each_runs_worker_stderr_in_a_folder_of_its_own(capsys, tmp_path):
+    for _ in range(2):
+        code, _ = run(capsys, "--interleave", "--cycles", "6", "--tolerance", "1000", "--worker-logs", str(tmp_path / "logs"))
+        assert code == 0
+    runs = sorted((tmp_path / "logs").iterdir())
+    assert len(runs) == 2 and all((r / "fidelity-accel_bf16-0.worker.log").stat().st_size > 0 for r in runs)
+
+
+def test_a_worker_logs_path_that_cannot_be_a_folder_is_named_before_any_load(capsys, monkeypatch, tmp_path):
+    monkeypatch.setattr(fidelity, "load", lambda *a: pytest.fail("loaded before checking --worker-logs"))
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SystemExit):
+        run(capsys, "--interleave", "--cycles", "6", "--worker-logs", str(tmp_path / "file" / "logs"))
+    assert f"--worker-logs {tmp_path / 'file' / 'logs'}: Not a directory" in capsys.readouterr().err
+
+
 def test_control_without_interleave_is_refused(capsys):
     with pytest.raises(SystemExit):
         run(capsys, "--control")

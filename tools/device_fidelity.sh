@@ -11,8 +11,9 @@
 #        bash tools/device_fidelity.sh synthetic:bloom-7b1 8 50 --control here   (the worker's code in-process)
 #        BACKENDS=ds_fp16 CPUS=4,5 bash tools/device_fidelity.sh synthetic:bloom-7b1 1,8 50
 # Leaves under $OUT: fidelity.jsonl (one line per backend and batch size), fidelity.log (what else
-# the tools printed, stderr first). Under `timeout` (TERM or INT), the cell being measured is still
-# judged from the whole pairs it has ("interrupted": true), and no further backend starts.
+# the tools printed, stderr first), worker-logs/ (the suite's workers' stderr). Under `timeout`
+# (TERM or INT), the cell being measured is still judged from the whole pairs it has
+# ("interrupted": true), and no further backend starts.
 # Exit 1 unless every backend and batch size was measured to the end and its verdict is WITHIN 5%
 # (the whole host-adjusted paired interval of the ratio inside; tools/fidelity.py).
 set -uo pipefail
@@ -45,7 +46,7 @@ for backend in $backends; do
   # No pipe: a time limit's signal reaches the whole process group, and a reader killed by it
   # would lose the interrupted cell's line.
   PYTHONPATH=$pythonpath python3 tools/fidelity.py --backend "$backend" --model "$path" --batch-sizes "$sizes" \
-      --cycles "$cycles" --interleave ${cpus:+--cpus "$cpus"} "$@" > "$out/fidelity-$backend.out" 2>> "$out/fidelity.log"
+      --cycles "$cycles" --interleave ${cpus:+--cpus "$cpus"} --worker-logs "$out/worker-logs" "$@" > "$out/fidelity-$backend.out" 2>> "$out/fidelity.log"
   grep '^{"backend"' "$out/fidelity-$backend.out" >> "$out/fidelity.jsonl"
   grep -v '^{"backend"' "$out/fidelity-$backend.out" >> "$out/fidelity.log"; rm -f "$out/fidelity-$backend.out"
 done

@@ -42,6 +42,7 @@ SIGINT or SIGTERM (a time limit) during the pairs: the batch size's line is prin
 pairs so far, with "interrupted": true, no further batch size runs, and the exit status is 130.
 """
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -126,7 +127,7 @@ def start_suite_worker(backend: str, model: str, log_dir: str, index: int = 0):
     worker = Worker(f"fidelity-{backend}-{index}", sys.executable, [], 1800, Path(log_dir), env=env)
     try:
         worker.call("load", adapter=BACKENDS[backend].adapter, model=model, options={"max_memory": None})
-    except (RemoteError, WorkerFailed) as exc:  # the worker's log goes with the temporary folder
+    except (RemoteError, WorkerFailed) as exc:  # the worker's log may go with a temporary folder
         detail = f"{exc.error}\n{exc.traceback}" if isinstance(exc, RemoteError) else str(exc)
         tail = worker.stderr_tail()
         worker.stop()
@@ -282,6 +283,8 @@ def main(argv=None) -> int:
                          "code in this process instead, to tell the process from the code")
     ap.add_argument("--cpus", help="with --interleave: comma-separated CPU numbers to run on, with the suite's workers (Linux)")
     ap.add_argument("--tolerance", type=float, default=0.05)
+    ap.add_argument("--worker-logs", help="keep the suite's workers' stderr under this folder "
+                                          "(default: removed with a temporary one)")
     args = ap.parse_args(argv)
     try:
         batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
@@ -303,6 +306,11 @@ def main(argv=None) -> int:
             sys.exit(f"{args.compare}: no ms/token of {args.backend} at batch size {missing}")
     if args.cpus is not None and not args.interleave:
         ap.error("--cpus goes with --interleave (it pins both sides of each pair; the --compare figure ran unpinned)")
+    if args.worker_logs:
+        try:  # before the long load
+            Path(args.worker_logs).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            ap.error(f"--worker-logs {args.worker_logs}: {exc.strerror}")
     if args.cpus is not None:
         pin(args.cpus, ap)
     try:
@@ -318,7 +326,11 @@ def measure(args, batch_sizes: list[int], suite: dict) -> int:
     tokenizer, model = (None, None) if args.control else load(args.backend, args.model)
     here = InProcess(args.backend, args.model) if args.control == "here" else None
     workers = []
-    with tempfile.TemporaryDirectory(prefix="fidelity-") as log_dir:
+    if args.worker_logs:  # a folder of its own each run: an earlier run's logs stay
+        logs = contextlib.nullcontext(tempfile.mkdtemp(prefix="fidelity-", dir=args.worker_logs))
+    else:
+        logs = tempfile.TemporaryDirectory(prefix="fidelity-")
+    with logs as log_dir:
         try:
             for _ in range(2 if args.control == "worker" else 1 if args.interleave else 0):
                 workers.append(start_suite_worker(args.backend, args.model, log_dir, len(workers)))

@@ -62,6 +62,9 @@ def test_interleave_alternates_with_the_suites_own_worker_and_stops_it(capsys, m
         low, high = line["interval"]  # 6 pairs: the smallest and largest Walsh averages, 97% confidence
         assert low <= line["paired_ratio"] <= high and line["confidence"] == pytest.approx(1 - 2 / 64)
         assert line["host_adjusted_interval"] is not None and line["verdict"] == "WITHIN"
+        # Both processes' CPU time over the pairs, the article's in this process, the suite's in its worker.
+        assert set(line["threads"]) == {"article", "suite"}
+        assert all(spent.get("main", 0) >= 0 for spent in line["threads"].values())
     worker, = started
     assert worker.proc.poll() is not None  # stopped: no worker outlives the tool
     with pytest.raises(ProcessLookupError):
@@ -79,6 +82,29 @@ class StopAfter:
         if self.made == self.calls:
             raise KeyboardInterrupt
         return (1.0 + 0.01 * self.made, 10, 6.0)
+
+
+def test_thread_times_name_the_main_thread_and_count_its_involuntary_switches():
+    import os
+    import threading
+    done = threading.Event()
+
+    def spin():
+        while not done.is_set():
+            pass
+    spinner = threading.Thread(target=spin)
+    before = fidelity.thread_times(os.getpid())
+    spinner.start()
+    try:
+        sum(i * i for i in range(3_000_000))
+        after = fidelity.thread_times(os.getpid())
+    finally:
+        done.set()
+        spinner.join()
+    spent = fidelity.time_spent(before, after)
+    assert spent["main"] > 0 and "main_involuntary_switches" in before
+    others = {name: s for name, s in spent.items() if name not in ("main", "main_involuntary_switches")}
+    assert sum(others.values()) > 0  # the spinner's, under the OS name of its thread
 
 
 def test_an_interrupted_cell_is_judged_from_its_whole_pairs_only():

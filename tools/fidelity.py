@@ -32,6 +32,9 @@ once); one CPU makes it the same core, but then the process's own threads share 
 pinned to one CPU (a later session than the unpinned runs), the correlation of a pair's two cycles
 was 0.4-0.7 instead of 0.0-0.3, and the standard deviation of the pairs' log ratios 0.12-0.18
 instead of 0.23-0.31 (README, "Roofline and fidelity").
+Interleaved, each line also says where each side's process spent CPU time over the pairs
+("threads": CPU seconds per thread name, and the main thread's involuntary context switches),
+which shows a busy thread that a pinned cycle shares its CPU with.
 --compare: the suite's figure for the same backend and batch size from its results file.
 Either way the ratio (article / suite, both total time over total new tokens) is printed.
 Interleaved, each pair of cycles gives a ratio, and the pairs give an interval, also with the
@@ -167,10 +170,35 @@ def timed_suite_cycle(worker, batch_size: int, new_tokens: int) -> tuple[float, 
     return reply["seconds"], reply["new_tokens"], reply["host_probe_ms"]
 
 
-def interleaved(other, ours, cycles: int, names: tuple[str, str]) -> dict:
-    """`other` and `ours` (each times one cycle) alternated (O S, S O, ...) after one warm-up each."""
+def thread_times(pid: int) -> dict[str, float]:
+    """Where process `pid`'s CPU time has gone so far (Linux /proc): CPU seconds per thread name
+    ("main" for its main thread), and the main thread's involuntary context switches (taken off
+    its CPU for another thread: what a busy thread of either process costs a pinned cycle)."""
+    tick, out = os.sysconf("SC_CLK_TCK"), {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+        except (FileNotFoundError, ProcessLookupError):  # the thread has ended since
+            continue
+        name = "main" if tid == str(pid) else stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2:].split()  # from field 3 (state) on: utime is 14, stime 15
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    status = Path(f"/proc/{pid}/status").read_text()
+    out["main_involuntary_switches"] = float(status.split("nonvoluntary_ctxt_switches:")[1].split()[0])
+    return out
+
+
+def time_spent(before: dict, after: dict) -> dict:
+    """after - before per entry, the entries that moved (threads that ended are left out)."""
+    return {k: round(v - before.get(k, 0.0), 2) for k, v in after.items() if round(v - before.get(k, 0.0), 2)}
+
+
+def interleaved(other, ours, cycles: int, names: tuple[str, str], pids: tuple[int, int] | None = None) -> dict:
+    """`other` and `ours` (each times one cycle) alternated (O S, S O, ...) after one warm-up each.
+    With the two sides' process ids, also where each process's CPU time went over the pairs."""
     other()  # a signal here, before a whole pair, ends the run with nothing to judge (main)
     ours()
+    before = [thread_times(pid) for pid in pids] if pids else None
     sides = {names[0]: [], names[1]: []}  # (seconds, new tokens, host probe ms) per cycle
     order = ((names[0], other), (names[1], ours))
     interrupted = False
@@ -185,6 +213,7 @@ def interleaved(other, ours, cycles: int, names: tuple[str, str]) -> dict:
         interrupted = True
         for side in sides.values():
             del side[whole:]
+    threads = {name: time_spent(b, thread_times(pid)) for name, pid, b in zip(names, pids, before)} if pids else {}
     first, second = sides.values()
     ms = lambda cycles_: 1000 * sum(c[0] for c in cycles_) / sum(c[1] for c in cycles_)  # noqa: E731
     return {"ms_per_token": ms(first), "suite_ms_per_token": ms(second), "ratio": ms(first) / ms(second),
@@ -192,7 +221,8 @@ def interleaved(other, ours, cycles: int, names: tuple[str, str]) -> dict:
             "suite_host_probe_ms": statistics.median(c[2] for c in second),
             "new_tokens": [sum(c[1] for c in first), sum(c[1] for c in second)],
             "cycles": sides,  # in order, for a second look
-            **judge_pairs(first, second), **({"interrupted": True} if interrupted else {})}
+            **judge_pairs(first, second), **({"threads": threads} if threads else {}),
+            **({"interrupted": True} if interrupted else {})}
 
 
 def judge_pairs(first: list, second: list) -> dict:
@@ -347,7 +377,8 @@ def measure(args, batch_sizes: list[int], suite: dict) -> int:
                     else:
                         other, name = (lambda: timed_article_cycle(tokenizer, model, size, tokens)), "article"
                     ours = lambda: timed_suite_cycle(workers[0], size, tokens)  # noqa: E731
-                    out.update(interleaved(other, ours, args.cycles, (name, "suite")))
+                    pids = (workers[1].pid if args.control == "worker" else os.getpid(), workers[0].pid)
+                    out.update(interleaved(other, ours, args.cycles, (name, "suite"), pids))
                 else:
                     ms, probe = benchmark(tokenizer, model, batch_size, args.new_tokens, args.cycles)
                     out.update(ms_per_token=ms, host_probe_ms=probe)

@@ -87,6 +87,11 @@ def cpu_set(text: str) -> tuple[int, ...]:
     return cpus
 
 
+# What a worker's environment has unless the caller's says otherwise: never wait on the hub; no
+# tokenizers thread pool (it warns, and turns itself off, in a process that forks after using it).
+WORKER_ENV_DEFAULTS = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
 class Worker:
     def __init__(self, name: str, python: str, pythonpath: list[str], timeout: float, log_dir: Path,
                  env: dict | None = None, world_size: int = 1, hostfile=None, cpus=None):
@@ -99,8 +104,8 @@ class Worker:
         if environ.get("PYTHONPATH"):
             paths.append(environ["PYTHONPATH"])
         environ["PYTHONPATH"] = os.pathsep.join(paths)
-        environ.setdefault("HF_HUB_OFFLINE", "1")
-        environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        for key, value in WORKER_ENV_DEFAULTS.items():
+            environ.setdefault(key, value)
         environ.pop(PIN_ENV, None)
         if cpus:  # every rank pins itself to its share before its first thread (perf/worker.py)
             environ[PIN_ENV] = ",".join(map(str, cpus))

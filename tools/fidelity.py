@@ -1,7 +1,8 @@
 """The article's own benchmark loop, outside the suite, to check that the suite measures the same.
 
     python tools/fidelity.py --backend accel_bf16 --model PATH --batch-sizes 1,8 [--cycles 5]
-                             [--interleave [--control] [--cpus 4] | --compare perf-results.json]
+                             [--interleave [--control [here]] [--cpus 4] [--worker-logs DIR]
+                              | --compare perf-results.json]
 
 A reproduction of transformers-bloom-inference's `--benchmark` path (bloom-accelerate-inference.py
 and bloom-ds-inference.py): load the model the script's way, one warm-up generate, then `cycles`
@@ -19,8 +20,9 @@ the device, so the per-cycle syncs add nothing to what the article's loop times.
 --control (with --interleave): a second suite worker takes the article's place, an A/A pair of
 identical loops in two processes: the ratio it gives is what the host alone does.
 --control here: the suite's own worker code (perf.worker.Session: its load and its cycle) runs in
-this process in the article's place, loaded first as the article's model is: against the worker,
-the same code in two processes started differently. On the H200 the article's loop was ~5% faster
+this process in the article's place, loaded first as the article's model is, with a worker's
+environment defaults (perf.launcher.WORKER_ENV_DEFAULTS): against the worker, the same code in
+two processes started differently. On the H200 the article's loop was ~5% faster
 than the worker at ds_fp16 bs=8, two workers agreed, and in one process the two cycles' code and
 the modules' training flags made no difference (tools/ds_fp16_gap.py): this tells whether the rest
 is the process or the article's way of loading.
@@ -33,8 +35,8 @@ pinned to one CPU (a later session than the unpinned runs), the correlation of a
 was 0.4-0.7 instead of 0.0-0.3, and the standard deviation of the pairs' log ratios 0.12-0.18
 instead of 0.23-0.31 (README, "Roofline and fidelity").
 Interleaved, each line also says where each side's process spent CPU time over the pairs
-("threads": CPU seconds per thread name, and the main thread's involuntary context switches),
-which shows a busy thread that a pinned cycle shares its CPU with.
+("threads": CPU seconds per thread name, and the main thread's involuntary context switches;
+Linux), which shows a busy thread that a pinned cycle shares its CPU with.
 --compare: the suite's figure for the same backend and batch size from its results file.
 Either way the ratio (article / suite, both total time over total new tokens) is printed.
 Interleaved, each pair of cycles gives a ratio, and the pairs give an interval, also with the
@@ -156,7 +158,10 @@ class InProcess:
 
     def __init__(self, backend: str, model: str):
         from perf.backends import BACKENDS
+        from perf.launcher import WORKER_ENV_DEFAULTS
         from perf.worker import Session
+        for key, value in WORKER_ENV_DEFAULTS.items():  # as a worker's: no article side here to keep as it was
+            os.environ.setdefault(key, value)
         self.session = Session()
         self.session.load(BACKENDS[backend].adapter, model, {"max_memory": None})
 
@@ -170,11 +175,11 @@ def timed_suite_cycle(worker, batch_size: int, new_tokens: int) -> tuple[float, 
     return reply["seconds"], reply["new_tokens"], reply["host_probe_ms"]
 
 
-def thread_times(pid: int) -> dict[str, float]:
-    """Where process `pid`'s CPU time has gone so far (Linux /proc): CPU seconds per thread name
-    ("main" for its main thread), and the main thread's involuntary context switches (taken off
-    its CPU for another thread: what a busy thread of either process costs a pinned cycle)."""
-    tick, out = os.sysconf("SC_CLK_TCK"), {}
+def thread_times(pid: int) -> dict:
+    """Where process `pid`'s CPU time has gone so far (Linux /proc): {"threads": {tid: (name, CPU
+    seconds)}, "main_involuntary_switches": n}, n counting the times its main thread was taken off
+    its CPU for another thread (what a busy thread of either process costs a pinned cycle)."""
+    tick, threads = os.sysconf("SC_CLK_TCK"), {}
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
             stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
@@ -182,20 +187,26 @@ def thread_times(pid: int) -> dict[str, float]:
             continue
         name = "main" if tid == str(pid) else stat[stat.index("(") + 1:stat.rindex(")")]
         fields = stat[stat.rindex(")") + 2:].split()  # from field 3 (state) on: utime is 14, stime 15
-        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+        threads[tid] = (name, (int(fields[11]) + int(fields[12])) / tick)
     status = Path(f"/proc/{pid}/status").read_text()
-    out["main_involuntary_switches"] = float(status.split("nonvoluntary_ctxt_switches:")[1].split()[0])
-    return out
+    return {"threads": threads, "main_involuntary_switches": int(status.split("nonvoluntary_ctxt_switches:")[1].split()[0])}
 
 
 def time_spent(before: dict, after: dict) -> dict:
-    """after - before per entry, the entries that moved (threads that ended are left out)."""
-    return {k: round(v - before.get(k, 0.0), 2) for k, v in after.items() if round(v - before.get(k, 0.0), 2)}
+    """Between two thread_times: CPU seconds per thread name ("main" for the main thread; only
+    names that spent some; a thread that ended in between is left out, one that began counts from
+    0) and the main thread's involuntary context switches."""
+    seconds = {}
+    for tid, (name, total) in after["threads"].items():
+        seconds[name] = seconds.get(name, 0.0) + total - before["threads"].get(tid, (name, 0.0))[1]
+    return {"cpu_s": {name: round(s, 2) for name, s in sorted(seconds.items()) if round(s, 2)},
+            "main_involuntary_switches": after["main_involuntary_switches"] - before["main_involuntary_switches"]}
 
 
 def interleaved(other, ours, cycles: int, names: tuple[str, str], pids: tuple[int, int] | None = None) -> dict:
     """`other` and `ours` (each times one cycle) alternated (O S, S O, ...) after one warm-up each.
-    With the two sides' process ids, also where each process's CPU time went over the pairs."""
+    With the two sides' process ids, also where each process's CPU time went from the first pair
+    on (time_spent; when interrupted, this includes the half pair that is dropped)."""
     other()  # a signal here, before a whole pair, ends the run with nothing to judge (main)
     ours()
     before = [thread_times(pid) for pid in pids] if pids else None
@@ -213,7 +224,13 @@ def interleaved(other, ours, cycles: int, names: tuple[str, str], pids: tuple[in
         interrupted = True
         for side in sides.values():
             del side[whole:]
-    threads = {name: time_spent(b, thread_times(pid)) for name, pid, b in zip(names, pids, before)} if pids else {}
+    threads = {}
+    try:  # nothing here may cost the pairs' line
+        threads = {name: time_spent(b, thread_times(pid)) for name, pid, b in zip(names, pids, before)} if pids else {}
+    except OSError:  # a side's process has gone
+        pass
+    except KeyboardInterrupt:  # the time limit, just after the last pair: judge them all, stop after this line
+        interrupted = True
     first, second = sides.values()
     ms = lambda cycles_: 1000 * sum(c[0] for c in cycles_) / sum(c[1] for c in cycles_)  # noqa: E731
     return {"ms_per_token": ms(first), "suite_ms_per_token": ms(second), "ratio": ms(first) / ms(second),
@@ -336,6 +353,8 @@ def main(argv=None) -> int:
             sys.exit(f"{args.compare}: no ms/token of {args.backend} at batch size {missing}")
     if args.cpus is not None and not args.interleave:
         ap.error("--cpus goes with --interleave (it pins both sides of each pair; the --compare figure ran unpinned)")
+    if args.worker_logs and not args.interleave:
+        ap.error("--worker-logs goes with --interleave (without it no suite worker runs)")
     if args.worker_logs:
         try:  # before the long load
             Path(args.worker_logs).mkdir(parents=True, exist_ok=True)
@@ -357,7 +376,9 @@ def measure(args, batch_sizes: list[int], suite: dict) -> int:
     here = InProcess(args.backend, args.model) if args.control == "here" else None
     workers = []
     if args.worker_logs:  # a folder of its own each run: an earlier run's logs stay
-        logs = contextlib.nullcontext(tempfile.mkdtemp(prefix="fidelity-", dir=args.worker_logs))
+        kept = tempfile.mkdtemp(prefix=f"fidelity-{args.backend}-{time.strftime('%Y%m%d-%H%M%S')}-", dir=args.worker_logs)
+        print(f"fidelity.py: the suite's workers' stderr goes to {kept}", file=sys.stderr)
+        logs = contextlib.nullcontext(kept)
     else:
         logs = tempfile.TemporaryDirectory(prefix="fidelity-")
     with logs as log_dir:
@@ -377,7 +398,8 @@ def measure(args, batch_sizes: list[int], suite: dict) -> int:
                     else:
                         other, name = (lambda: timed_article_cycle(tokenizer, model, size, tokens)), "article"
                     ours = lambda: timed_suite_cycle(workers[0], size, tokens)  # noqa: E731
-                    pids = (workers[1].pid if args.control == "worker" else os.getpid(), workers[0].pid)
+                    pids = ((workers[1].pid if args.control == "worker" else os.getpid(), workers[0].pid)
+                            if os.path.isdir("/proc/self/task") else None)  # Linux only
                     out.update(interleaved(other, ours, args.cycles, (name, "suite"), pids))
                 else:
                     ms, probe = benchmark(tokenizer, model, batch_size, args.new_tokens, args.cycles)

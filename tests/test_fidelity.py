@@ -2,6 +2,7 @@
 fails. Its ratio to the suite on this noisy 2-core CPU says nothing, so the tolerance is opened
 here; the ratio that counts is measured on a GPU (README, "Roofline and fidelity")."""
 import json
+import math
 import os
 import statistics
 from pathlib import Path
@@ -432,3 +433,21 @@ def test_the_cpu_thread_figures_as_quoted_come_from_the_recorded_runs():
                  r["threads"]["suite"]["main_involuntary_switches"]) for r in runs]
     assert switches == [(None, 316, 50), (None, 328, 44), ("false", 32, 49), ("false", 36, 46)]
     assert [round(r["host_adjusted_ratio"], 3) for r in runs] == [0.996, 1.012, 1.008, 1.009]
+
+
+def test_the_h200_pinned_ds_fp16_bs8_pairs_on_the_embedded_model_as_quoted():
+    # The same pairing as above on the embedded model, cut by its time limit (README, "Roofline and fidelity").
+    record = json.loads((REPO / "docs" / "results" / "tiny-bloom-1xH200-fidelity-pinned-ds_fp16-bs8.jsonl").read_text())
+    line = fidelity.judge_pairs(*record["cycles"].values())
+    assert list(record["cycles"]) == ["article", "suite"] and line["pairs"] == 73 and record["interrupted"]
+    assert [round(record[k], 3) for k in ("ms_per_token", "suite_ms_per_token")] == [0.456, 0.455]
+    assert round(line["paired_ratio"], 3) == 1.000 and [round(b, 3) for b in line["interval"]] == [0.986, 1.012]
+    assert round(line["host_adjusted_ratio"], 3) == 1.003 and round(line["host_slope"], 2) == 0.33
+    assert [round(b, 3) for b in line["host_adjusted_interval"]] == [0.989, 1.015]
+    assert fidelity.fidelity_verdict({"ratio": 1.0, **line}, 0.05) == "WITHIN" == record["verdict"]
+    article, suite = record["threads"]["article"], record["threads"]["suite"]
+    assert (article["cpu_s"]["main"], suite["cpu_s"]["main"]) == (28.25, 28.64)
+    assert max(s for side in (article, suite) for name, s in side["cpu_s"].items() if name != "main") <= 0.03
+    assert (article["main_involuntary_switches"], suite["main_involuntary_switches"]) == (3063, 1341)
+    log_ms = [[math.log(seconds / tokens) for seconds, tokens, _ in record["cycles"][side]] for side in ("article", "suite")]
+    assert round(statistics.correlation(*log_ms), 2) == 0.74

@@ -25,7 +25,10 @@ environment defaults (perf.launcher.WORKER_ENV_DEFAULTS): against the worker, th
 two processes started differently. On the H200 the article's loop was ~5% faster
 than the worker at ds_fp16 bs=8, two workers agreed, and in one process the two cycles' code and
 the modules' training flags made no difference (tools/ds_fp16_gap.py): this tells whether the rest
-is the process or the article's way of loading.
+is the process or the article's way of loading. It takes the article's place rather than joining
+it as a third side: DeepSpeed-Inference keeps its layer count and its workspace (the KV cache) in
+class attributes (DeepSpeedTransformerInference.layer_id, .workspace), so two kernel-injected
+models in one process would share them.
 --cpus 4 (with --interleave): run this process, and so the suite's workers it starts, on those CPUs
 only. On the lent H200 the slowdowns appear to belong to single cores (a process counting on
 another core did not see them), so two processes left to the scheduler can sit on cores of

@@ -426,7 +426,7 @@ def test_the_suites_worker_does_not_inherit_the_articles_rank_and_port(capsys, m
 
 
 def test_the_cpu_thread_figures_as_quoted_come_from_the_recorded_runs():
-    # Four runs on the development VM, pinned to CPU 1: the tokenizers library's pool on in the
+    # Four runs on an earlier session's development VM (2 cores), pinned to CPU 1: the tokenizers library's pool on in the
     # article's process (its default), twice, then off (README, "Roofline and fidelity").
     runs = [json.loads(line) for line in (REPO / "docs" / "results" / "tiny-bloom-cpu-fidelity-threads.jsonl").read_text().splitlines()]
     switches = [(r["tokenizers_parallelism"], r["threads"]["article"]["main_involuntary_switches"],
@@ -436,7 +436,8 @@ def test_the_cpu_thread_figures_as_quoted_come_from_the_recorded_runs():
 
 
 def test_the_h200_pinned_ds_fp16_bs8_pairs_on_the_embedded_model_as_quoted():
-    # The same pairing as above on the embedded model, cut by its time limit (README, "Roofline and fidelity").
+    # The pairing of H200_PINNED_DS_FP16_BS8 (7b1) on the embedded model, cut by its time limit
+    # (README, "Roofline and fidelity").
     record = json.loads((REPO / "docs" / "results" / "tiny-bloom-1xH200-fidelity-pinned-ds_fp16-bs8.jsonl").read_text())
     line = fidelity.judge_pairs(*record["cycles"].values())
     assert list(record["cycles"]) == ["article", "suite"] and line["pairs"] == 73 and record["interrupted"]

@@ -426,8 +426,9 @@ def test_the_suites_worker_does_not_inherit_the_articles_rank_and_port(capsys, m
 
 
 def test_the_cpu_thread_figures_as_quoted_come_from_the_recorded_runs():
-    # Four runs on an earlier session's development VM (2 cores), pinned to CPU 1: the tokenizers library's pool on in the
-    # article's process (its default), twice, then off (README, "Roofline and fidelity").
+    # Four runs on an earlier session's development VM (2 cores), pinned to CPU 1: the tokenizers
+    # library's pool on in the article's process (its default), twice, then off (README,
+    # "Roofline and fidelity").
     runs = [json.loads(line) for line in (REPO / "docs" / "results" / "tiny-bloom-cpu-fidelity-threads.jsonl").read_text().splitlines()]
     switches = [(r["tokenizers_parallelism"], r["threads"]["article"]["main_involuntary_switches"],
                  r["threads"]["suite"]["main_involuntary_switches"]) for r in runs]

@@ -139,40 +139,39 @@ def test_an_interruption_before_any_whole_pair_is_not_swallowed():
         fidelity.interleaved(StopAfter(0), StopAfter(2), 100, ("article", "suite"))
 
 
-def test_an_interrupted_run_prints_that_cell_stops_its_workers_and_exits_130(capsys, monkeypatch):
+@pytest.fixture
+def stopped_workers(monkeypatch):
+    """No models: the article's load returns nothing (its cycles are doubles) and each suite worker
+    is a stand-in with a pid (this process's: CPU time is read from it) and a stop() that is
+    recorded in the list returned."""
     stopped = []
 
-    class Worker:  # stands for a loaded suite worker: its pid (this process's: CPU time is read from it) and stop()
-        pid = os.getpid()
-
-        def stop(self):
-            stopped.append(self)
-    monkeypatch.setattr(fidelity, "load", lambda *a: (None, None))  # no article model: its cycles are doubles
-    monkeypatch.setattr(fidelity, "start_suite_worker", lambda *a: Worker())
-    monkeypatch.setattr(fidelity, "timed_article_cycle", StopAfter(0))
-    monkeypatch.setattr(fidelity, "timed_suite_cycle", StopAfter(9))
-    code, lines = run(capsys, "--batch-sizes", "1,8", "--interleave", "--cycles", "100")
-    line, = lines  # batch size 8 never started
-    assert code == fidelity.INTERRUPTED == 130 and line["batch_size"] == 1 and line["interrupted"]
-    assert line["pairs"] == 7 and "verdict" in line and len(stopped) == 1
-
-
-def test_an_interruption_in_the_warm_up_prints_nothing_stops_the_workers_and_exits_130(capsys, monkeypatch):
-    stopped = []
-
-    class Worker:  # stands for a loaded suite worker: its pid (this process's: CPU time is read from it) and stop()
+    class Worker:
         pid = os.getpid()
 
         def stop(self):
             stopped.append(self)
     monkeypatch.setattr(fidelity, "load", lambda *a: (None, None))
     monkeypatch.setattr(fidelity, "start_suite_worker", lambda *a: Worker())
+    return stopped
+
+
+def test_an_interrupted_run_prints_that_cell_stops_its_workers_and_exits_130(capsys, monkeypatch, stopped_workers):
+    monkeypatch.setattr(fidelity, "timed_article_cycle", StopAfter(0))
+    monkeypatch.setattr(fidelity, "timed_suite_cycle", StopAfter(9))
+    code, lines = run(capsys, "--batch-sizes", "1,8", "--interleave", "--cycles", "100")
+    line, = lines  # batch size 8 never started
+    assert code == fidelity.INTERRUPTED == 130 and line["batch_size"] == 1 and line["interrupted"]
+    assert line["pairs"] == 7 and "verdict" in line and len(stopped_workers) == 1
+
+
+def test_an_interruption_in_the_warm_up_prints_nothing_stops_the_workers_and_exits_130(capsys, monkeypatch, stopped_workers):
     monkeypatch.setattr(fidelity, "timed_article_cycle", StopAfter(1))  # its warm-up
     monkeypatch.setattr(fidelity, "timed_suite_cycle", StopAfter(0))
     code = fidelity.main(["--backend", "accel_bf16", "--model", str(EMBEDDED_MODEL), "--batch-sizes", "1,8",
                           "--interleave", "--cycles", "100"])
     printed = capsys.readouterr()
-    assert code == 130 and printed.out == "" and len(stopped) == 1
+    assert code == 130 and printed.out == "" and len(stopped_workers) == 1
     assert "interrupted before a whole pair" in printed.err
 
 

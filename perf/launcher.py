@@ -203,7 +203,10 @@ class Worker:
                         how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
                     except subprocess.TimeoutExpired:
                         how = "rank 0 closed its connection"
-                    self._fail(f"{self.name}: worker died during {op!r} ({how})")
+                    # Several ranks: the launcher ends the job when one dies, and may do so
+                    # before rank 0 has sent its error (_fail_if_exiting), so say the same.
+                    who = "a rank died" if self.world_size > 1 else "worker died"
+                    self._fail(f"{self.name}: {who} during {op!r} ({how})")
                 self._buffer += chunk
         line, _, self._buffer = self._buffer.partition(b"\n")
         return line

@@ -85,7 +85,9 @@ def test_killing_rank_1_fails_the_backend_and_leaves_no_rank(run_perf, tmp_path,
         assert "gloo" in run.tests()[0]["reason"]  # "Connection closed by peer", "Read error", ...
         assert [t["outcome"] for t in run.tests()] == ["failed", "worker crash"]
         return
-    run.result.stdout.fnmatch_lines(["*double_zero_rank1_killed: a rank died during 'cycle'; rank 0 saw: *", "*worker stderr (tail*"])
+    # Rank 0 may send its error ("...; rank 0 saw: ...") or torchrun may end the job first (seen
+    # once in CI): either way the failure names a rank's death during the cycle.
+    run.result.stdout.fnmatch_lines(["*double_zero_rank1_killed: a rank died during 'cycle'*", "*worker stderr (tail*"])
     assert [t["outcome"] for t in run.tests()] == ["worker crash"] * 2
 
 

@@ -52,6 +52,21 @@ def _record(samples, outcome="passed", memory=100.0):
 PROTOCOL = {"new_tokens": 100, "world_size": 1, "int8_method": None}
 
 
+@pytest.mark.parametrize("path", sorted((REPO / "baselines").glob("*/*.json")), ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_committed_baseline_file_is_valid_and_its_figures_are_its_samples_medians(path):
+    """A file committed by hand or merged badly would stop every run on that profile (load
+    validates), and a figure that is not its samples' median would judge against a number no run
+    measured. Ratio 1e-9: the median is stored as computed, not rounded."""
+    data = baselines.load(path)
+    assert data["profile"] == path.parent.name and path.name == f"{data['model']}.json"
+    for backend, sizes in data["entries"].items():
+        for key, entry in sizes.items():
+            samples = entry["samples"].get("ms_per_token") if entry["samples"] else None
+            if entry["provenance"]["kind"] == "measured" and entry["outcome"] == "ok":
+                assert samples, f"{backend}/{key}: a measured entry without its samples"
+                assert entry["ms_per_token"] == pytest.approx(statistics.median(samples), rel=1e-9), f"{backend}/{key}"
+
+
 def test_judge_cases():
     base = [10.0, 10.1, 9.9, 10.05, 9.95]
     assert baselines.judge(None, _record(base), PROTOCOL).kind == NEW

@@ -54,17 +54,22 @@ PROTOCOL = {"new_tokens": 100, "world_size": 1, "int8_method": None}
 
 @pytest.mark.parametrize("path", sorted((REPO / "baselines").glob("*/*.json")), ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_every_committed_baseline_file_is_valid_and_its_figures_are_its_samples_medians(path):
-    """A file committed by hand or merged badly would stop every run on that profile (load
-    validates), and a figure that is not its samples' median would judge against a number no run
-    measured. Ratio 1e-9: the median is stored as computed, not rounded."""
+    """A file committed by hand or merged badly: an invalid one stops every run on its profile
+    (load validates); a figure that is not its samples' median is printed and plotted as the
+    baseline while the verdicts use the samples; host probes not one per cycle make the verdict
+    silently drop the host rule. Medians are stored as computed, so equality is exact."""
     data = baselines.load(path)
-    assert data["profile"] == path.parent.name and path.name == f"{data['model']}.json"
+    assert data["profile"] == path.parent.name
+    assert path.name == f"{data['model']}.json"
     for backend, sizes in data["entries"].items():
         for key, entry in sizes.items():
-            samples = entry["samples"].get("ms_per_token") if entry["samples"] else None
-            if entry["provenance"]["kind"] == "measured" and entry["outcome"] == "ok":
-                assert samples, f"{backend}/{key}: a measured entry without its samples"
-                assert entry["ms_per_token"] == pytest.approx(statistics.median(samples), rel=1e-9), f"{backend}/{key}"
+            if entry["provenance"]["kind"] != "measured" or entry["outcome"] != "ok":
+                continue
+            samples, where = entry["samples"], f"{backend}/{key}"
+            assert samples.get("ms_per_token"), f"{where}: a measured entry without its samples"
+            assert entry["ms_per_token"] == statistics.median(samples["ms_per_token"]), where
+            assert entry["ttft_ms"] == statistics.median(samples["ttft_ms"]), where
+            assert len(samples["host_probe_ms"]) in (0, len(samples["ms_per_token"])), where
 
 
 def test_judge_cases():

@@ -23,6 +23,7 @@ import os
 import re
 import statistics
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -146,6 +147,11 @@ def judge(entry: dict | None, record: dict, protocol: dict) -> Verdict:
                                   entry["samples"].get("host_probe_ms"), threshold)
     else:
         speed = compare_to_value(record["ms_per_token_samples"], entry["ms_per_token"], threshold)
+    if base_samples and speed.kind in (REGRESSION, IMPROVEMENT) and entry["provenance"].get("runs", 1) == 1:
+        # The interval covers the cycles' spread, not the processes': on the H200 a baseline of one
+        # run gave 3 false IMPROVEMENTs in 17 cells to the next (README, the 560m runs).
+        speed = replace(speed, detail=speed.detail + "; the baseline is one process, and this interval leaves "
+                        "out how much processes differ: pool more runs into it (--update-baselines=pool)")
     memory = _memory_regression(entry, record)
     if memory and speed.kind != REGRESSION:
         return Verdict(REGRESSION, speed.change, speed.low, speed.high, memory)

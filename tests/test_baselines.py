@@ -96,6 +96,18 @@ def test_judge_cases():
     assert published.kind == REGRESSION and "no spread available" in published.detail
 
 
+def test_a_decision_against_a_baseline_of_one_process_says_so_and_one_of_several_does_not():
+    base, slower = [10.0, 10.1, 9.9, 10.05, 9.95], [12.5, 12.6, 12.4, 12.55, 12.45]
+    one_run = _entry(samples=base)
+    pooled = {**one_run, "provenance": {"kind": "measured", "runs": 2}}
+    for entry, says in ((one_run, True), (pooled, False)):
+        for new, kind in ((slower, REGRESSION), ([x * 0.8 for x in base], IMPROVEMENT)):
+            verdict = baselines.judge(entry, _record(new), PROTOCOL)
+            assert verdict.kind == kind
+            assert ("the baseline is one process" in verdict.detail) == says
+    assert "one process" not in baselines.judge(one_run, _record(base), PROTOCOL).detail  # NO CHANGE: nothing to doubt
+
+
 def test_update_keeps_unmeasured_and_published_entries_and_keeps_history(tmp_path):
     path = tmp_path / "p" / "m.json"
     baselines.update(path, "p", "m", {"a": {"bs1": _entry(1.0), "bs8": _entry(8.0, kind="published")},

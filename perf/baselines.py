@@ -152,11 +152,11 @@ def judge(entry: dict | None, record: dict, protocol: dict) -> Verdict:
         # run gave 3 false IMPROVEMENTs in 17 cells to the next (README, the 560m runs).
         speed = replace(speed, detail=speed.detail + "; the baseline is one process, and this interval leaves "
                         "out how much processes differ: pool more runs into it (--update-baselines=pool)")
+    elif speed.kind == IMPROVEMENT:
+        speed = replace(speed, detail=speed.detail + "; update the baseline")
     memory = _memory_regression(entry, record)
     if memory and speed.kind != REGRESSION:
         return Verdict(REGRESSION, speed.change, speed.low, speed.high, memory)
-    if speed.kind == IMPROVEMENT:
-        return Verdict(IMPROVEMENT, speed.change, speed.low, speed.high, speed.detail + "; update the baseline")
     return speed
 
 

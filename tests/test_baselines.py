@@ -105,6 +105,7 @@ def test_a_decision_against_a_baseline_of_one_process_says_so_and_one_of_several
             verdict = baselines.judge(entry, _record(new), PROTOCOL)
             assert verdict.kind == kind
             assert ("the baseline is one process" in verdict.detail) == says
+            assert ("update the baseline" in verdict.detail) == (kind == IMPROVEMENT and not says)
     assert "one process" not in baselines.judge(one_run, _record(base), PROTOCOL).detail  # NO CHANGE: nothing to doubt
 
 

@@ -49,6 +49,22 @@ def test_run_against_run_uses_both_sides_samples(capsys):
     assert "### Time to first token, ms" in out and "### Peak memory, MB (max over devices)" in out
 
 
+def test_improvements_are_listed_and_one_against_a_single_run_says_to_doubt_it(capsys):
+    """The H200's BLOOM-560m run 2 against run 1 alone (same code): 3 IMPROVEMENTs, each listed
+    with the warning that one process's baseline leaves out how much processes differ."""
+    results = REPO / "docs" / "results"
+    runs = [results / f"synthetic-bloom-560m-1xH200-20261130-{part}.json" for part in ("run2", "run2-int8")]
+    store = results / "synthetic-bloom-560m-1xH200-20261130-run1-baselines"
+    assert report.main([*map(str, runs), "--against", str(store)]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == "**3 improvements, 3 unchanged, 10 inconclusive**"
+    assert "<details><summary>🟢 3 improved</summary>" in out
+    improved = [line for line in out.splitlines() if line.startswith("- ") and ": IMPROVEMENT " in line]
+    assert [line.split(":")[0] for line in improved] == [
+        "- accelerate bf16 bs=8", "- accelerate bf16 bs=32", "- ds-inference fp16 bs=128"]
+    assert all("the baseline is one process" in line for line in improved)
+
+
 @pytest.mark.parametrize("fail_on, code", [("regression", 1), ("inconclusive", 1), ("never", 0)])
 def test_exit_status_follows_fail_on(fail_on, code, capsys):
     assert report.main([str(RUN2), "--against", str(RUN1), "--fail-on", fail_on]) == code

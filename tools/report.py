@@ -224,11 +224,14 @@ def render(results: dict, base: dict | None, described: str) -> tuple[str, dict]
             if diffs:
                 lines += ["- versions: " + ", ".join(diffs)]
         lines += ["", "</details>"]
-    undecided = [(key, verdict) for key, (verdict, _) in judged.items() if verdict.kind == INCONCLUSIVE]
-    if undecided:  # what would decide each one: more cycles, or a quieter host
-        lines += ["", f"<details><summary>{MARK[INCONCLUSIVE]} {len(undecided)} inconclusive: why</summary>", ""]
-        lines += [f"- {title(backend)} bs={size}: {verdict.describe()}" for (backend, size), verdict in undecided]
-        lines += ["", "</details>"]
+    # An improvement may need the baseline updated, or doubting (a baseline of one process); an
+    # inconclusive cell says what would decide it (more cycles, a quieter host).
+    for kind, heading in ((IMPROVEMENT, "improved"), (INCONCLUSIVE, "inconclusive: why")):
+        cells = [(key, verdict) for key, (verdict, _) in judged.items() if verdict.kind == kind]
+        if cells:
+            lines += ["", f"<details><summary>{MARK[kind]} {len(cells)} {heading}</summary>", ""]
+            lines += [f"- {title(backend)} bs={size}: {verdict.describe()}" for (backend, size), verdict in cells]
+            lines += ["", "</details>"]
     return "\n".join(lines) + "\n", counts
 
 

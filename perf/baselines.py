@@ -151,7 +151,8 @@ def judge(entry: dict | None, record: dict, protocol: dict) -> Verdict:
         # The interval covers the cycles' spread, not the processes': on the H200 a baseline of one
         # run gave 3 false IMPROVEMENTs in 17 cells to the next (README, the 560m runs).
         speed = replace(speed, detail=speed.detail + "; the baseline is one process, and this interval leaves "
-                        "out how much processes differ: pool more runs into it (--update-baselines=pool)")
+                        "out how much processes differ: run the baseline's code again to confirm"
+                        + ("; if it holds, update the baseline" if speed.kind == IMPROVEMENT else ""))
     elif speed.kind == IMPROVEMENT:
         speed = replace(speed, detail=speed.detail + "; update the baseline")
     memory = _memory_regression(entry, record)

@@ -96,7 +96,7 @@ def test_judge_cases():
     assert published.kind == REGRESSION and "no spread available" in published.detail
 
 
-def test_a_decision_against_a_baseline_of_one_process_says_so_and_one_of_several_does_not():
+def test_a_decision_against_a_baseline_of_one_process_says_to_confirm_it_and_one_of_several_does_not():
     base, slower = [10.0, 10.1, 9.9, 10.05, 9.95], [12.5, 12.6, 12.4, 12.55, 12.45]
     one_run = _entry(samples=base)
     pooled = {**one_run, "provenance": {"kind": "measured", "runs": 2}}
@@ -105,8 +105,12 @@ def test_a_decision_against_a_baseline_of_one_process_says_so_and_one_of_several
             verdict = baselines.judge(entry, _record(new), PROTOCOL)
             assert verdict.kind == kind
             assert ("the baseline is one process" in verdict.detail) == says
-            assert ("update the baseline" in verdict.detail) == (kind == IMPROVEMENT and not says)
+            assert ("update the baseline" in verdict.detail) == (kind == IMPROVEMENT)
     assert "one process" not in baselines.judge(one_run, _record(base), PROTOCOL).detail  # NO CHANGE: nothing to doubt
+    published = baselines.judge(_entry(ms=10.0, kind="published"), _record([8.0] * 5), PROTOCOL)
+    assert published.kind == IMPROVEMENT and published.detail.endswith("; update the baseline")
+    memory = baselines.judge(one_run, _record([x * 0.8 for x in base], memory=120.0), PROTOCOL)
+    assert memory.kind == REGRESSION and "one process" not in memory.detail  # the peak memory grew: that decides
 
 
 def test_update_keeps_unmeasured_and_published_entries_and_keeps_history(tmp_path):

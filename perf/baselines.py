@@ -153,8 +153,10 @@ def judge(entry: dict | None, record: dict, protocol: dict) -> Verdict:
         speed = replace(speed, detail=speed.detail + "; the baseline is one process, and this interval leaves "
                         "out how much processes differ: run the baseline's code again to confirm"
                         + ("; if it holds, update the baseline" if speed.kind == IMPROVEMENT else ""))
-    elif speed.kind == IMPROVEMENT:
-        speed = replace(speed, detail=speed.detail + "; update the baseline")
+    elif speed.kind == IMPROVEMENT:  # --update-baselines keeps a published entry unless forced
+        speed = replace(speed, detail=speed.detail + (
+            "; update the baseline" if entry["provenance"]["kind"] != "published" else
+            "; a published baseline: replace it with --update-baselines=force if this run should be the baseline"))
     memory = _memory_regression(entry, record)
     if memory and speed.kind != REGRESSION:
         return Verdict(REGRESSION, speed.change, speed.low, speed.high, memory)

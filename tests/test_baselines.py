@@ -108,7 +108,8 @@ def test_a_decision_against_a_baseline_of_one_process_says_to_confirm_it_and_one
             assert ("update the baseline" in verdict.detail) == (kind == IMPROVEMENT)
     assert "one process" not in baselines.judge(one_run, _record(base), PROTOCOL).detail  # NO CHANGE: nothing to doubt
     published = baselines.judge(_entry(ms=10.0, kind="published"), _record([8.0] * 5), PROTOCOL)
-    assert published.kind == IMPROVEMENT and published.detail.endswith("; update the baseline")
+    assert published.kind == IMPROVEMENT and published.detail.endswith("replace it with --update-baselines=force "
+                                                                        "if this run should be the baseline")
     memory = baselines.judge(one_run, _record([x * 0.8 for x in base], memory=120.0), PROTOCOL)
     assert memory.kind == REGRESSION and "one process" not in memory.detail  # the peak memory grew: that decides
 

@@ -147,20 +147,27 @@ def judge(entry: dict | None, record: dict, protocol: dict) -> Verdict:
                                   entry["samples"].get("host_probe_ms"), threshold)
     else:
         speed = compare_to_value(record["ms_per_token_samples"], entry["ms_per_token"], threshold)
-    if base_samples and speed.kind in (REGRESSION, IMPROVEMENT) and entry["provenance"].get("runs", 1) == 1:
-        # The interval covers the cycles' spread, not the processes': on the H200 a baseline of one
-        # run gave 3 false IMPROVEMENTs in 17 cells to the next (README, the 560m runs).
-        speed = replace(speed, detail=speed.detail + "; the baseline is one process, and this interval leaves "
-                        "out how much processes differ: run the baseline's code again to confirm"
-                        + ("; if it holds, update the baseline" if speed.kind == IMPROVEMENT else ""))
-    elif speed.kind == IMPROVEMENT:  # --update-baselines keeps a published entry unless forced
-        speed = replace(speed, detail=speed.detail + (
-            "; update the baseline" if entry["provenance"]["kind"] != "published" else
-            "; a published baseline: replace it with --update-baselines=force if this run should be the baseline"))
+    speed = replace(speed, detail=speed.detail + _advice(speed.kind, entry, bool(base_samples)))
     memory = _memory_regression(entry, record)
     if memory and speed.kind != REGRESSION:
         return Verdict(REGRESSION, speed.change, speed.low, speed.high, memory)
     return speed
+
+
+def _advice(kind: str, entry: dict, has_samples: bool) -> str:
+    """What to do about a decision. A baseline of one run: its interval covers the cycles' spread,
+    not the processes' (on the H200 one run gave the next 3 false IMPROVEMENTs in 17 cells; README,
+    the 560m runs). A published entry: --update-baselines keeps it unless forced."""
+    one_run = has_samples and entry["provenance"].get("runs", 1) == 1
+    notes = []
+    if one_run and kind in (REGRESSION, IMPROVEMENT):
+        notes.append("the baseline is one process, and this interval leaves out how much processes differ: "
+                     "run the baseline's code again to confirm")
+    if kind == IMPROVEMENT:
+        notes.append("a published baseline: replace it with --update-baselines=force if this run should be the baseline"
+                     if entry["provenance"]["kind"] == "published" else
+                     "if it holds, update the baseline" if one_run else "update the baseline")
+    return "".join("; " + note for note in notes)
 
 
 def _memory_regression(entry: dict, record: dict) -> str | None:

@@ -126,15 +126,20 @@ class Worker:
         control = f"{control_host()}:{self._server.getsockname()[1]}" if self._server else None
         self.command = launch_command(python, world_size, hostfile, control)
         try:
-            self.proc = subprocess.Popen(self.command, stdin=subprocess.DEVNULL if self._server else subprocess.PIPE,
-                                         stdout=self._log if self._server else subprocess.PIPE,
-                                         stderr=self._log, env=environ, cwd=REPO, start_new_session=True)
+            self.proc = self._start(environ)
         except OSError as exc:
             self._log.close()
             raise WorkerFailed(f"{name}: cannot start worker with {python!r}: {exc}") from exc
         self._buffer = b""
         self.world_size = world_size
         self.dead: str | None = None  # why this worker can no longer answer
+
+    def _start(self, environ: dict) -> subprocess.Popen:
+        """The worker's process, in a session of its own so that kill() reaches all it starts
+        (tools/process_gap.py starts it otherwise, to time what that changes)."""
+        return subprocess.Popen(self.command, stdin=subprocess.DEVNULL if self._server else subprocess.PIPE,
+                                stdout=self._log if self._server else subprocess.PIPE,
+                                stderr=self._log, env=environ, cwd=REPO, start_new_session=True)
 
     @property
     def pid(self) -> int:

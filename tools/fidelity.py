@@ -128,12 +128,13 @@ def benchmark(tokenizer, model, batch_size: int, new_tokens: int, cycles: int) -
     return 1000 * (time.time() - start) / total, (probe_before + host_probe_ms()) / 2
 
 
-def start_suite_worker(backend: str, model: str, log_dir: str, index: int = 0):
-    """The suite's worker for `backend`, loaded as pytest loads it (one rank)."""
+def start_suite_worker(backend: str, model: str, log_dir: str, index: int | str = 0, kind=None):
+    """The suite's worker for `backend`, loaded as pytest loads it (one rank); `kind`, a subclass
+    of perf.launcher.Worker, starts its process otherwise (tools/process_gap.py)."""
     from perf.backends import BACKENDS
     from perf.launcher import RemoteError, Worker, WorkerFailed
     env = {k: v for k, v in os.environ.items() if k not in LAUNCHER_ENV}
-    worker = Worker(f"fidelity-{backend}-{index}", sys.executable, [], 1800, Path(log_dir), env=env)
+    worker = (kind or Worker)(f"fidelity-{backend}-{index}", sys.executable, [], 1800, Path(log_dir), env=env)
     try:
         worker.call("load", adapter=BACKENDS[backend].adapter, model=model, options={"max_memory": None})
     except (RemoteError, WorkerFailed) as exc:  # the worker's log may go with a temporary folder

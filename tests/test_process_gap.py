@@ -1,0 +1,112 @@
+"""tools/process_gap.py: the arms that tell the suite's worker from another process running its
+code. What they measure counts only on the GPU (README, "Roofline and fidelity"); here, that each
+arm is the process it says it is, that the rounds are balanced, and that a time limit's signal
+leaves the whole rounds judged and no worker behind."""
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from perf.settings import EMBEDDED_MODEL
+from tests.conftest import REPO
+from tools import process_gap
+
+
+def test_every_round_is_each_arm_once_and_none_starts_with_the_arm_before_it():
+    arms = ["here", "worker", "no_session", "plain"]
+    rounds = list(process_gap.orders(arms, 200, seed=3))
+    assert all(sorted(order) == sorted(arms) for order in rounds)
+    assert all(after[0] != before[-1] for before, after in zip(rounds, rounds[1:]))
+    assert rounds == list(process_gap.orders(arms, 200, seed=3))  # seeded: a run can be repeated
+    firsts = [order[0] for order in rounds]
+    assert all(35 <= firsts.count(arm) <= 65 for arm in arms)  # shuffled, not rotated in a fixed cycle
+
+
+class Arm:
+    """Stands for one arm's process: each `cycle` takes `ms` ms/token times the round's host drift,
+    and its `interrupt_at`-th call, if given, is cut short as by SIGINT."""
+
+    def __init__(self, ms, log, interrupt_at=None):
+        self.ms, self.log, self.interrupt_at = ms, log, interrupt_at
+
+    def call(self, op, batch_size, new_tokens):
+        self.log.append(self)
+        if self.interrupt_at is not None and self.log.count(self) == self.interrupt_at:
+            raise KeyboardInterrupt
+        drift = 1 + 0.2 * (len(self.log) // 3 % 4)
+        tokens = batch_size * new_tokens
+        return {"seconds": self.ms * drift * tokens / 1000, "new_tokens": tokens, "host_probe_ms": 6.0 * drift}
+
+
+def test_each_arm_is_compared_with_the_worker_pair_by_pair_within_rounds():
+    log = []
+    sides = {"here": Arm(0.95, log), "worker": Arm(1.0, log), "worker2": Arm(1.0, log)}
+    result = process_gap.run_rounds(sides, 8, 10, rounds=12, seed=0)
+    assert not result["interrupted"] and len(result["orders"]) == 12
+    lines = {line["arm"]: line for line in process_gap.compare(result["cycles"])}
+    assert set(lines) == {"here", "worker2"} and all(line["pairs"] == 12 for line in lines.values())
+    assert lines["here"]["paired_ratio"] == pytest.approx(0.95, abs=0.02)
+    assert lines["worker2"]["paired_ratio"] == pytest.approx(1.0, abs=0.02)
+
+
+def test_an_interrupted_round_is_dropped_and_the_whole_ones_are_kept():
+    log = []
+    sides = {"here": Arm(1.0, log), "worker": Arm(1.0, log, interrupt_at=5), "plain": Arm(1.0, log)}
+    result = process_gap.run_rounds(sides, 8, 10, rounds=100, seed=1)
+    # The warm-up is the worker's first call, so its fifth is in round 4: 3 whole rounds.
+    assert result["interrupted"] and len(result["orders"]) == 3
+    assert {arm: len(c) for arm, c in result["cycles"].items()} == {"here": 3, "worker": 3, "plain": 3}
+
+
+def test_bad_arms_are_named_before_any_load(capsys):
+    with pytest.raises(SystemExit):
+        process_gap.main(["--model", str(EMBEDDED_MODEL), "--arms", "here,worker,turbo"])
+    assert "--arms: unknown ['turbo']" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        process_gap.main(["--model", str(EMBEDDED_MODEL), "--arms", "here,plain"])
+    assert "'worker' and at least one other" in capsys.readouterr().err
+
+
+def test_on_the_embedded_model_each_arm_is_the_process_it_names_and_sigint_judges_the_rounds_so_far():
+    cpu = str(min(os.sched_getaffinity(0)))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, "tools/process_gap.py", "--model", str(EMBEDDED_MODEL),
+                             "--backend", "accel_bf16", "--new-tokens", "3", "--cpus", cpu,
+                             "--arms", "here,worker,no_session,parent_env,plain"],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)  # a group of its own, as under `timeout`
+    try:
+        for line in proc.stderr:
+            if "the rounds begin" in line:
+                break
+        else:
+            pytest.fail(f"no rounds began (exit {proc.wait()})")
+        subprocess.run([sys.executable, "-c", "import time; time.sleep(4)"])  # a few rounds
+        os.killpg(proc.pid, signal.SIGINT)  # what `timeout -s INT` does: the whole group, no_session's worker too
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == process_gap.INTERRUPTED
+    *lines, last = map(json.loads, out.splitlines())
+    assert [line["arm"] for line in lines] == ["here", "no_session", "parent_env", "plain"]
+    assert last["interrupted"] and last["rounds"] >= 1 and all(line["pairs"] == last["rounds"] for line in lines)
+    facts = last["processes"]
+    here = facts["here"]
+    assert all(f["cpus"] == [int(cpu)] for f in facts.values())  # the workers inherit the pinning
+    assert facts["worker"]["session"] == facts["worker"]["pid"] != here["session"]
+    assert facts["parent_env"]["session"] == facts["parent_env"]["pid"]
+    assert facts["no_session"]["session"] == facts["plain"]["session"] == here["session"]
+    assert facts["no_session"]["process_group"] == here["process_group"]
+    # The repository that perf.launcher prepends to PYTHONPATH, and only that, is missing.
+    prefix = len(str(REPO)) + len(os.pathsep) if os.environ.get("PYTHONPATH") else len(str(REPO))
+    assert facts["worker"]["environ_bytes"] - facts["parent_env"]["environ_bytes"] == prefix + (
+        0 if os.environ.get("PYTHONPATH") else len("PYTHONPATH=") + 1)
+    assert facts["no_session"]["environ_bytes"] == facts["worker"]["environ_bytes"]
+    assert facts["plain"]["environ_bytes"] == facts["parent_env"]["environ_bytes"]
+    for f in facts.values():  # every worker stopped
+        if f["pid"] != here["pid"]:
+            assert not os.path.exists(f"/proc/{f['pid']}")

@@ -47,7 +47,7 @@ def test_run_against_run_uses_both_sides_samples(capsys):
     assert "the baseline is one process" in out.split("<summary>🔴 REGRESSION: accelerate int8 bs=32")[1].split("</details>")[0]
     assert "<details><summary>🟡 6 inconclusive: why</summary>" in out
     assert "- accelerate int8 bs=1: INCONCLUSIVE +11.3% [" in out
-    assert "### Time to first token, ms" in out and "### Peak memory, MB (max over devices)" in out
+    assert "### Time to first token, ms" in out and "### Peak memory, MiB (max over devices)" in out
 
 
 def test_improvements_are_listed_and_one_against_a_single_run_says_to_confirm_it(capsys):

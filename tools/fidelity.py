@@ -24,9 +24,9 @@ this process in the article's place, loaded first as the article's model is, wit
 environment defaults (perf.launcher.WORKER_ENV_DEFAULTS): against the worker, the same code in
 two processes started differently. On the H200 the article's loop was ~5% faster
 than the worker at ds_fp16 bs=8, two workers agreed, and in one process the two cycles' code and
-the modules' training flags made no difference (tools/ds_fp16_gap.py); there, this code ran ~5%
-faster here than in the worker too (README, "Roofline and fidelity"): the process, not the article's
-way of loading. It takes the article's place rather than joining
+the modules' training flags made no difference (tools/ds_fp16_gap.py); there, in a later session,
+this code ran ~5% faster here than in the worker too (README, "Roofline and fidelity"): the process
+alone makes a gap of that size (tools/process_gap.py looks for what in it). It takes the article's place rather than joining
 it as a third side: DeepSpeed-Inference keeps its layer count and its workspace (the KV cache) in
 class attributes (DeepSpeedTransformerInference.layer_id, .workspace), so two kernel-injected
 models in one process would share them.

@@ -14,7 +14,8 @@ each different in what it names:
   worker      as pytest starts it (perf.launcher.Worker): every other arm is compared with it
   worker2     the same again: how far two such processes differ on their own
   no_session  in this process's session and process group (no start_new_session, and so no
-              scheduler autogroup of its own)
+              scheduler autogroup of its own); it ignores SIGINT and SIGTERM, which would
+              otherwise reach it from `timeout` with this process
   parent_env  this process's environment as it is (parent_env): without the repository that
               perf.launcher prepends to PYTHONPATH (`-m perf.worker` finds it in its working
               directory)
@@ -28,8 +29,9 @@ Each round times one cycle of every arm, in an order shuffled from round to roun
 never starting with the arm that ended the round before (a cycle that repeated the process that
 ran last was 2-3% faster). Prints a JSON line per arm other than `worker` with its ratio to it,
 pair by pair within rounds (fidelity.judge_pairs: plain and host-adjusted 95% intervals), then one
-line with every cycle, the rounds' orders, and each arm's process (pid, session, process group,
-CPUs, command line, and the size of its environment, which moves where its stack starts). SIGINT or SIGTERM (`timeout`) stops it after the whole rounds so
+line with every cycle, the rounds' orders, each arm's process (pid, session, process group, CPUs,
+command line, ignored signals, and the size of its environment, which moves where its stack
+starts), and each worker's exit status after it was asked to exit. SIGINT or SIGTERM (`timeout`) stops it after the whole rounds so
 far, which are judged; exit status 130 then. On the lent GPU machine (the wheels of shared/offline-gpu in .whl):
     source .whl/install.sh .whl && export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 &&
     m=$(python3 -c "from perf import synthetic; print(synthetic.ensure('synthetic:bloom-7b1', 900))") &&
@@ -49,27 +51,38 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from perf.launcher import REPO as WORKER_CWD, WORKER_ENV_DEFAULTS, Worker  # noqa: E402
+from perf.launcher import PIN_ENV, REPO as WORKER_CWD, WORKER_ENV_DEFAULTS, Worker  # noqa: E402
 from tools.fidelity import (INTERRUPTED, LAUNCHER_ENV, InProcess, judge_pairs, pin,  # noqa: E402
                             start_suite_worker, timed_suite_cycle)
 
 
 def parent_env() -> dict:
-    """This process's environment as it is, less the rank variables (as for every worker here)."""
-    return {k: v for k, v in os.environ.items() if k not in LAUNCHER_ENV}
+    """This process's environment as it is, less what perf.launcher.Worker takes out of it too (the
+    rank variables, and PERF_CPUS: the workers here inherit this process's pinning)."""
+    return {k: v for k, v in os.environ.items() if k not in (*LAUNCHER_ENV, PIN_ENV)}
+
+
+# Run before the worker's own command, replacing itself with it (exec keeps an ignored signal
+# ignored, and Python leaves it so): no preexec_fn, which is unsafe once this process has threads.
+IGNORE_STOP_SIGNALS = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+                       "signal.signal(signal.SIGTERM, signal.SIG_IGN); os.execv(sys.argv[1], sys.argv[1:])")
 
 
 class NoSession(Worker):
     """A worker in this process's session and process group. It ignores SIGINT and SIGTERM, which
     the others, in sessions of their own, never get: `timeout` signals its whole group, and this
-    process then ends the rounds and stops every worker itself."""
+    process then ends the rounds and stops every worker itself. One rank (pipes)."""
 
     def _start(self, environ: dict) -> subprocess.Popen:
-        def ignore_stop_signals():
-            signal.signal(signal.SIGINT, signal.SIG_IGN)  # kept across exec; Python keeps it ignored
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        return subprocess.Popen(self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
-                                env=environ, cwd=WORKER_CWD, preexec_fn=ignore_stop_signals)
+        command = [sys.executable, "-c", IGNORE_STOP_SIGNALS, *self.command]
+        return subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
+                                env=environ, cwd=WORKER_CWD)
+
+    def kill(self) -> None:
+        """SIGKILL to the worker itself: it leads no process group, and ignores the other signals."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
 
 
 class ParentEnv(Worker):
@@ -94,8 +107,10 @@ REFERENCE = "worker"
 def process_facts(pid: int) -> dict:
     """What the arms are meant to differ in, as the kernel has it for process `pid` (Linux)."""
     proc = Path(f"/proc/{pid}")
+    ignored = int((proc / "status").read_text().split("SigIgn:")[1].split()[0], 16)  # a bit per signal
     return {"pid": pid, "session": os.getsid(pid), "process_group": os.getpgid(pid),
             "cpus": sorted(os.sched_getaffinity(pid)),
+            "ignored_signals": [sig.name for sig in (signal.SIGINT, signal.SIGTERM) if ignored >> (sig - 1) & 1],
             "cmdline": (proc / "cmdline").read_bytes().decode().rstrip("\0").split("\0"),
             "environ_bytes": len((proc / "environ").read_bytes())}
 
@@ -161,6 +176,15 @@ def main(argv=None) -> int:
         ap.error(f"--arms: unknown {unknown}; choose from {', '.join(ARMS)}")
     if REFERENCE not in arms or len(set(arms)) < 2 or len(set(arms)) != len(arms):
         ap.error(f"--arms {args.arms}: each arm once, {REFERENCE!r} and at least one other")
+    try:
+        return measure(args, arms, ap)
+    except KeyboardInterrupt:  # building kernels, loading, a warm-up, or the first round
+        print("process_gap.py: interrupted before a whole round; nothing to judge", file=sys.stderr)
+        return INTERRUPTED
+
+
+def measure(args, arms: list[str], ap: argparse.ArgumentParser) -> int:
+    """Load the arms, time the rounds, print the lines: main's exit status."""
     if args.backend == "ds_fp16":  # DeepSpeed compiles its kernels on first use: on every core, not the pinned one
         subprocess.run([sys.executable, "-c", "from deepspeed.ops.op_builder import InferenceBuilder; InferenceBuilder().load()"],
                        check=True, stdout=sys.stderr)
@@ -181,20 +205,27 @@ def main(argv=None) -> int:
                               else start_suite_worker(args.backend, args.model, log_dir, arm, ARMS[arm]))
             facts = {arm: process_facts(os.getpid() if arm == "here" else side.pid) for arm, side in sides.items()}
             result = run_rounds(sides, args.batch_size, args.new_tokens, args.rounds, args.seed)
-        except KeyboardInterrupt:  # loading, a warm-up, or the first round
-            print("process_gap.py: interrupted before a whole round; nothing to judge", file=sys.stderr)
-            return INTERRUPTED
         finally:
             for side in sides.values():
                 if isinstance(side, Worker):
                     side.stop()
+    exits = {arm: side.proc.returncode for arm, side in sides.items() if isinstance(side, Worker)}
     head = {"backend": args.backend, "batch_size": args.batch_size, "rounds": len(result["orders"])}
     for line in compare(result["cycles"]):
         print(json.dumps({**head, **line}), flush=True)
-    print(json.dumps({**head, "processes": facts, **result}), flush=True)
+    print(json.dumps({**head, "processes": facts, "worker_exit_codes": exits, **result}), flush=True)
     return INTERRUPTED if result["interrupted"] else 0
 
 
+def interrupt_once(signum, frame):
+    """A time limit's SIGINT or SIGTERM as KeyboardInterrupt, once: `timeout` sends it to its child
+    and then to its whole group, and a second one would cut short the judging of the first."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # `timeout`'s default signal, handled as SIGINT
+    signal.signal(signal.SIGINT, interrupt_once)
+    signal.signal(signal.SIGTERM, interrupt_once)
     sys.exit(main())

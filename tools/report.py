@@ -195,7 +195,7 @@ def render(results: dict, base: dict | None, described: str) -> tuple[str, dict]
         return text
 
     for name, figure, fmt in (("ms/token", _ms, "{:.2f}".format), ("time to first token, ms", _ttft, "{:.1f}".format),
-                              ("peak memory, MB (max over devices)", _memory, "{:.0f}".format),
+                              ("peak memory, MiB (max over devices)", _memory, "{:.0f}".format),
                               ("weight bandwidth, GB/s (share of the device's copy bandwidth)", _bandwidth,
                                lambda v: f"{v[0]:.1f}" + (f" ({v[1]:.0%})" if v[1] else ""))):
         if name != "ms/token":

@@ -26,10 +26,10 @@ two processes started differently. On the H200 the article's loop was ~5% faster
 than the worker at ds_fp16 bs=8, two workers agreed, and in one process the two cycles' code and
 the modules' training flags made no difference (tools/ds_fp16_gap.py); there, in a later session,
 this code ran ~5% faster here than in the worker too (README, "Roofline and fidelity"): the process
-alone makes a gap of that size (tools/process_gap.py looks for what in it). It takes the article's place rather than joining
-it as a third side: DeepSpeed-Inference keeps its layer count and its workspace (the KV cache) in
-class attributes (DeepSpeedTransformerInference.layer_id, .workspace), so two kernel-injected
-models in one process would share them.
+alone makes a gap of that size (tools/process_gap.py looks for what in it). It takes the article's
+place rather than joining it as a third side: DeepSpeed-Inference keeps its layer count and its
+workspace (the KV cache) in class attributes (DeepSpeedTransformerInference.layer_id, .workspace),
+so two kernel-injected models in one process would share them.
 --cpus 4 (with --interleave): run this process, and so the suite's workers it starts, on those CPUs
 only. On the lent H200 the slowdowns appear to belong to single cores (a process counting on
 another core did not see them), so two processes left to the scheduler can sit on cores of
@@ -223,12 +223,9 @@ def interleaved(other, ours, cycles: int, names: tuple[str, str], pids: tuple[in
             for name, step in (order if i % 2 == 0 else order[::-1]):
                 sides[name].append(step())
     except KeyboardInterrupt:  # a time limit ran out (main): judge the whole pairs taken so far
-        whole = min(map(len, sides.values()))
-        if whole == 0:
+        if not keep_whole(sides):
             raise
         interrupted = True
-        for side in sides.values():
-            del side[whole:]
     threads = {}
     try:  # nothing here may cost the pairs' line
         threads = {name: time_spent(b, thread_times(pid)) for name, pid, b in zip(names, pids, before)} if pids else {}
@@ -237,7 +234,7 @@ def interleaved(other, ours, cycles: int, names: tuple[str, str], pids: tuple[in
     except KeyboardInterrupt:  # the time limit, just after the last pair: judge them all, stop after this line
         interrupted = True
     first, second = sides.values()
-    ms = lambda cycles_: 1000 * sum(c[0] for c in cycles_) / sum(c[1] for c in cycles_)  # noqa: E731
+    ms = ms_per_token
     return {"ms_per_token": ms(first), "suite_ms_per_token": ms(second), "ratio": ms(first) / ms(second),
             "host_probe_ms": statistics.median(c[2] for c in first),
             "suite_host_probe_ms": statistics.median(c[2] for c in second),
@@ -245,6 +242,20 @@ def interleaved(other, ours, cycles: int, names: tuple[str, str], pids: tuple[in
             "cycles": sides,  # in order, for a second look
             **judge_pairs(first, second), **({"threads": threads} if threads else {}),
             **({"interrupted": True} if interrupted else {})}
+
+
+def keep_whole(sides: dict) -> int:
+    """Cut every side's cycles to the shortest side's count, dropping a pair (or round) a signal
+    left half done; that count."""
+    whole = min(map(len, sides.values()))
+    for cycles in sides.values():
+        del cycles[whole:]
+    return whole
+
+
+def ms_per_token(cycles: list) -> float:
+    """Total over total, as the article's loop has it, from (seconds, new tokens, ...) per cycle."""
+    return 1000 * sum(c[0] for c in cycles) / sum(c[1] for c in cycles)
 
 
 def judge_pairs(first: list, second: list) -> dict:

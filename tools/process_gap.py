@@ -31,8 +31,9 @@ ran last was 2-3% faster). Prints a JSON line per arm other than `worker` with i
 pair by pair within rounds (fidelity.judge_pairs: plain and host-adjusted 95% intervals), then one
 line with every cycle, the rounds' orders, each arm's process (pid, session, process group, CPUs,
 command line, ignored signals, and the size of its environment, which moves where its stack
-starts), and each worker's exit status after it was asked to exit. SIGINT or SIGTERM (`timeout`) stops it after the whole rounds so
-far, which are judged; exit status 130 then. On the lent GPU machine (the wheels of shared/offline-gpu in .whl):
+starts), and each worker's exit status after it was asked to exit. SIGINT or SIGTERM (`timeout`)
+stops it after the whole rounds so far, which are judged; exit status 130 then. On the lent GPU
+machine (the wheels of shared/offline-gpu in .whl):
     source .whl/install.sh .whl && export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 &&
     m=$(python3 -c "from perf import synthetic; print(synthetic.ensure('synthetic:bloom-7b1', 900))") &&
     PYTHONPATH=$PERF_T4_PYTHONPATH timeout -s INT 540 python3 tools/process_gap.py --model $m --cpus 4 \
@@ -52,8 +53,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from perf.launcher import PIN_ENV, REPO as WORKER_CWD, WORKER_ENV_DEFAULTS, Worker  # noqa: E402
-from tools.fidelity import (INTERRUPTED, LAUNCHER_ENV, InProcess, judge_pairs, pin,  # noqa: E402
-                            start_suite_worker, timed_suite_cycle)
+from tools.fidelity import (INTERRUPTED, LAUNCHER_ENV, InProcess, judge_pairs, keep_whole,  # noqa: E402
+                            ms_per_token, pin, start_suite_worker, timed_suite_cycle)
 
 
 def parent_env() -> dict:
@@ -92,11 +93,9 @@ class ParentEnv(Worker):
         return super()._start(parent_env())
 
 
-class Plain(NoSession):
-    """A worker in this process's session and with its environment: both differences at once."""
-
-    def _start(self, environ: dict) -> subprocess.Popen:
-        return super()._start(parent_env())
+class Plain(ParentEnv, NoSession):
+    """A worker in this process's session and with its environment: both differences at once
+    (ParentEnv's environment, handed on to NoSession's start)."""
 
 
 ARMS = {"here": None, "worker": Worker, "worker2": Worker, "no_session": NoSession, "parent_env": ParentEnv,
@@ -141,20 +140,18 @@ def run_rounds(sides: dict, batch_size: int, new_tokens: int, rounds: int, seed:
                 cycles[arm].append(timed_suite_cycle(sides[arm], batch_size, new_tokens))
     except KeyboardInterrupt:
         interrupted = True
-        whole = min(map(len, cycles.values()))
-        if whole == 0:
+        whole = keep_whole(cycles)
+        if not whole:
             raise
-        for arm_cycles in cycles.values():
-            del arm_cycles[whole:]
         del taken[whole:]
     return {"cycles": cycles, "orders": taken, "interrupted": interrupted}
 
 
 def compare(cycles: dict) -> list[dict]:
     """Each arm against `worker`, pair by pair within rounds."""
-    ms = lambda c: 1000 * sum(x[0] for x in c) / sum(x[1] for x in c)  # noqa: E731
     reference = cycles[REFERENCE]
-    return [{"arm": arm, "against": REFERENCE, "ms_per_token": ms(arm_cycles), "worker_ms_per_token": ms(reference),
+    return [{"arm": arm, "against": REFERENCE, "ms_per_token": ms_per_token(arm_cycles),
+             "worker_ms_per_token": ms_per_token(reference),
              **judge_pairs(arm_cycles, reference)}
             for arm, arm_cycles in cycles.items() if arm != REFERENCE]
 

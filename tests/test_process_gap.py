@@ -124,3 +124,12 @@ def test_on_the_embedded_model_each_arm_is_the_process_it_names_and_sigint_judge
     for f in facts.values():  # every worker stopped
         if f["pid"] != here["pid"]:
             assert not os.path.exists(f"/proc/{f['pid']}")
+
+
+def test_what_a_library_writes_to_stdout_goes_to_stderr_and_only_the_json_lines_to_stdout():
+    # Stands for DeepSpeed's kernels, which wrote their workspace banner to fd 1 from the `here` arm.
+    code = ("import os, sys; from tools import process_gap; out = process_gap.lines_out(); "
+            "os.write(1, b'WorkSpace: 0x7f\\n'); print('also to stdout'); print('{}', file=out, flush=True)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert done.stdout == "{}\n"
+    assert done.stderr == "WorkSpace: 0x7f\nalso to stdout\n"

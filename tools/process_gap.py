@@ -1,4 +1,4 @@
-"""Why does the suite's worker run its own code slower than another process does?
+"""Does the suite's worker run its own code slower than another process does, and why?
 
     python tools/process_gap.py --model PATH [--backend ds_fp16] [--batch-size 8]
                                 [--rounds 1000] [--arms here,worker,worker2,no_session,parent_env,plain]
@@ -7,7 +7,10 @@
 On the H200, pinned to one CPU, `tools/fidelity.py --control here` ran the suite's worker code
 (perf.worker.Session: its load and its cycle) 4.7% faster in fidelity.py's process than in a
 worker (ds_fp16, bs=8, synthetic:bloom-7b1: 0.953 [0.939, 0.967]), while two workers agreed
-(0.998). Every arm here runs that same code on the same model; all but `here` are workers loaded
+(0.998). In the session after, on a fresh machine, this tool did not find it again: `here` was
+4.3% slower than `worker`, if anything (host-adjusted 1.043 [0.992, 1.086], 44 rounds), and `plain` and `worker2`
+were within 2.1% of it (README, "Roofline and fidelity").
+Every arm here runs that same code on the same model; all but `here` are workers loaded
 as pytest loads one (tools/fidelity.py start_suite_worker: they inherit this process's pinning),
 each different in what it names:
   here        this process, as fidelity.py's (InProcess)
@@ -174,14 +177,24 @@ def main(argv=None) -> int:
     if REFERENCE not in arms or len(set(arms)) < 2 or len(set(arms)) != len(arms):
         ap.error(f"--arms {args.arms}: each arm once, {REFERENCE!r} and at least one other")
     try:
-        return measure(args, arms, ap)
+        return measure(args, arms, ap, lines_out())
     except KeyboardInterrupt:  # building kernels, loading, a warm-up, or the first round
         print("process_gap.py: interrupted before a whole round; nothing to judge", file=sys.stderr)
         return INTERRUPTED
 
 
-def measure(args, arms: list[str], ap: argparse.ArgumentParser) -> int:
-    """Load the arms, time the rounds, print the lines: main's exit status."""
+def lines_out():
+    """Where the JSON lines go: this process's stdout as it was. File descriptor 1 goes to stderr from
+    here on, so that what a library writes there lands in the log, not among the lines (on the H200,
+    DeepSpeed's kernels wrote their workspace banner to stdout from the `here` arm)."""
+    sys.stdout.flush()
+    out = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    return out
+
+
+def measure(args, arms: list[str], ap: argparse.ArgumentParser, out) -> int:
+    """Load the arms, time the rounds, print the lines to `out`: main's exit status."""
     if args.backend == "ds_fp16":  # DeepSpeed compiles its kernels on first use: on every core, not the pinned one
         subprocess.run([sys.executable, "-c", "from deepspeed.ops.op_builder import InferenceBuilder; InferenceBuilder().load()"],
                        check=True, stdout=sys.stderr)
@@ -209,8 +222,8 @@ def measure(args, arms: list[str], ap: argparse.ArgumentParser) -> int:
     exits = {arm: side.proc.returncode for arm, side in sides.items() if isinstance(side, Worker)}
     head = {"backend": args.backend, "batch_size": args.batch_size, "rounds": len(result["orders"])}
     for line in compare(result["cycles"]):
-        print(json.dumps({**head, **line}), flush=True)
-    print(json.dumps({**head, "processes": facts, "worker_exit_codes": exits, **result}), flush=True)
+        print(json.dumps({**head, **line}), file=out, flush=True)
+    print(json.dumps({**head, "processes": facts, "worker_exit_codes": exits, **result}), file=out, flush=True)
     return INTERRUPTED if result["interrupted"] else 0
 
 

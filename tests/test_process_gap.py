@@ -26,6 +26,10 @@ def test_every_round_is_each_arm_once_and_none_starts_with_the_arm_before_it():
     for arm in ("here", "no_session", "plain"):
         before = sum(order.index(arm) < order.index("worker") for order in rounds)
         assert 70 <= before <= 130, (arm, before)
+    # Any allowed order as likely: the arm that ended a round ends the next in about a third of them
+    # (one of the three other places), not half, as when it was swapped to the end.
+    stays_last = sum(after[-1] == before[-1] for before, after in zip(rounds, rounds[1:]))
+    assert stays_last <= 85, stays_last
 
 
 class Arm:
@@ -129,7 +133,7 @@ def test_on_the_embedded_model_each_arm_is_the_process_it_names_and_sigint_judge
 def test_what_a_library_writes_to_stdout_goes_to_stderr_and_only_the_json_lines_to_stdout():
     # Stands for DeepSpeed's kernels, which wrote their workspace banner to fd 1 from the `here` arm.
     code = ("import os, sys; from tools import process_gap; out = process_gap.lines_out(); "
-            "os.write(1, b'WorkSpace: 0x7f\\n'); print('also to stdout'); print('{}', file=out, flush=True)")
+            "os.write(1, b'WorkSpace: 0x7f\\n'); print('also to stdout'); print('{}', file=out); out.close()")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert done.stdout == "{}\n"
     assert done.stderr == "WorkSpace: 0x7f\nalso to stdout\n"

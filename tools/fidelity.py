@@ -25,9 +25,9 @@ environment defaults (perf.launcher.WORKER_ENV_DEFAULTS): against the worker, th
 two processes started differently. On the H200 the article's loop was ~5% faster
 than the worker at ds_fp16 bs=8, two workers agreed, and in one process the two cycles' code and
 the modules' training flags made no difference (tools/ds_fp16_gap.py); there, in a later session,
-this code ran ~5% faster here than in the worker too, and in the session after 4% slower (tools/
-process_gap.py), while the article's loop then agreed with the worker within 5% (README, "Roofline
-and fidelity"): two processes on that host can differ by ~5% either way. It takes the article's
+this code ran ~5% faster here than in the worker too; in the session after, that was not
+reproduced (tools/process_gap.py: 1.043 [0.992, 1.086]), and the article's loop agreed with the
+worker within 5% (README, "Roofline and fidelity"). It takes the article's
 place rather than joining it as a third side: DeepSpeed-Inference keeps its layer count and its
 workspace (the KV cache) in class attributes (DeepSpeedTransformerInference.layer_id, .workspace),
 so two kernel-injected models in one process would share them.

@@ -235,8 +235,8 @@ def interleaved(other, ours, cycles: int, names: tuple[str, str], pids: tuple[in
     except KeyboardInterrupt:  # the time limit, just after the last pair: judge them all, stop after this line
         interrupted = True
     first, second = sides.values()
-    ms = ms_per_token
-    return {"ms_per_token": ms(first), "suite_ms_per_token": ms(second), "ratio": ms(first) / ms(second),
+    return {"ms_per_token": ms_per_token(first), "suite_ms_per_token": ms_per_token(second),
+            "ratio": ms_per_token(first) / ms_per_token(second),
             "host_probe_ms": statistics.median(c[2] for c in first),
             "suite_host_probe_ms": statistics.median(c[2] for c in second),
             "new_tokens": [sum(c[1] for c in first), sum(c[1] for c in second)],

@@ -256,7 +256,7 @@ def resolve_model(text: str | None) -> tuple[str, str]:
         if not isinstance(cached, str):
             raise pytest.UsageError(
                 f"--model {text!r}: not in the local Hugging Face cache and this suite never "
-                "downloads; run `hf download {text}` where there is network, or give a local folder")
+                f"downloads; run `hf download {text}` where there is network, or give a local folder")
         config, name = Path(cached), text.replace("/", "--")
     try:
         model_type = json.loads(config.read_text()).get("model_type")

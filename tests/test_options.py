@@ -17,7 +17,7 @@ def _usage_error(run, *args):
 
 @pytest.mark.parametrize("args, message", [
     (["--model", "/no/such/checkpoint"], "*--model '/no/such/checkpoint': no such folder*"),
-    (["--model", "not-cached/bloom-xyz"], "*--model 'not-cached/bloom-xyz': not in the local Hugging Face cache*"),
+    (["--model", "not-cached/bloom-xyz"], "*--model 'not-cached/bloom-xyz': not in the local Hugging Face cache*hf download not-cached/bloom-xyz*"),
     (["--batch-sizes", "0"], "*--batch-sizes '0': '0' is not a positive integer*--batch-sizes 1,8,32*"),
     (["--batch-sizes", "1,x"], "*--batch-sizes '1,x': 'x' is not a positive integer*"),
     (["--cycles", "0"], "*--cycles '0': expected a positive int*"),

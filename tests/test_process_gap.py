@@ -81,6 +81,15 @@ def test_bad_arms_are_named_before_any_load(capsys):
     assert "'worker' and at least one other" in capsys.readouterr().err
 
 
+def test_a_bad_model_or_backend_is_named_before_any_load(tmp_path, capsys):
+    for argv, message in ((["--model", str(tmp_path / "nowhere")], "no such folder"),
+                          (["--model", "synthetic:bloom-7b1"], "synthetic.ensure('synthetic:bloom-7b1', 900)"),
+                          (["--model", str(EMBEDDED_MODEL), "--backend", "turbo"], "invalid choice: 'turbo'")):
+        with pytest.raises(SystemExit):
+            process_gap.main([*argv, "--arms", "here,worker"])
+        assert message in capsys.readouterr().err
+
+
 def test_on_the_embedded_model_each_arm_is_the_process_it_names_and_sigint_judges_the_rounds_so_far():
     cpu = str(min(os.sched_getaffinity(0)))
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}

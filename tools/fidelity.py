@@ -63,9 +63,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from perf.protocol import host_probe_ms  # noqa: E402  (the host's speed, not part of the measurement)
-from perf import baselines  # noqa: E402
+from perf import baselines, settings  # noqa: E402
 from perf.launcher import RANK_ENV, cpu_set, single_rank_env  # noqa: E402
 from perf.verdicts import paired_shift  # noqa: E402
 
@@ -322,6 +324,18 @@ def fidelity_verdict(line: dict, tolerance: float) -> str:
     return "OUTSIDE" if low > limit or high < -limit else "UNDECIDED"
 
 
+def checkpoint(text: str, ap: argparse.ArgumentParser) -> str:
+    """--model as from_pretrained takes it, after the suite's own checks (perf.settings.resolve_model:
+    a BLOOM checkpoint folder or an HF id in the local cache), or a usage error that names it."""
+    if text.startswith("synthetic:"):
+        ap.error(f"--model {text}: give the folder the suite built for it, e.g. "
+                 f"$(python -c \"from perf import synthetic; print(synthetic.ensure('{text}', 900))\")")
+    try:
+        return settings.resolve_model(text)[0]
+    except pytest.UsageError as exc:  # its message names the flag and the fix
+        ap.error(str(exc))
+
+
 def pin(cpus: str, ap: argparse.ArgumentParser) -> None:
     """This process onto `cpus` before anything loads; the workers it starts inherit it."""
     try:
@@ -350,6 +364,7 @@ def main(argv=None) -> int:
     ap.add_argument("--worker-logs", help="keep the suite's workers' stderr under this folder "
                                           "(default: removed with a temporary one)")
     args = ap.parse_args(argv)
+    args.model = checkpoint(args.model, ap)
     try:
         batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     except ValueError:

@@ -57,8 +57,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from perf.launcher import PIN_ENV, REPO as WORKER_CWD, WORKER_ENV_DEFAULTS, Worker  # noqa: E402
-from tools.fidelity import (INTERRUPTED, LAUNCHER_ENV, InProcess, judge_pairs, keep_whole,  # noqa: E402
-                            ms_per_token, pin, start_suite_worker, timed_suite_cycle)
+from perf.backends import BACKENDS  # noqa: E402
+from tools.fidelity import (INTERRUPTED, LAUNCHER_ENV, InProcess, checkpoint, judge_pairs,  # noqa: E402
+                            keep_whole, ms_per_token, pin, start_suite_worker, timed_suite_cycle)
 
 
 def parent_env() -> dict:
@@ -165,7 +166,7 @@ def compare(cycles: dict) -> list[dict]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", required=True, help="a checkpoint folder (for a synthetic model: the folder the suite built)")
-    ap.add_argument("--backend", default="ds_fp16")
+    ap.add_argument("--backend", default="ds_fp16", choices=sorted(BACKENDS))
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--new-tokens", type=int, default=100)
     ap.add_argument("--rounds", type=int, default=1000, help="at most (a time limit's signal ends them sooner)")
@@ -174,6 +175,7 @@ def main(argv=None) -> int:
     ap.add_argument("--worker-logs", help="keep the workers' stderr in a new folder under this one")
     ap.add_argument("--seed", type=int, default=0, help="of the rounds' orders")
     args = ap.parse_args(argv)
+    args.model = checkpoint(args.model, ap)
     arms = args.arms.split(",")
     if unknown := [a for a in arms if a not in ARMS]:
         ap.error(f"--arms: unknown {unknown}; choose from {', '.join(ARMS)}")

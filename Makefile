@@ -15,10 +15,12 @@ test: $(VENV)/.installed
 	exit $$rc
 
 # torch first and pinned: 2.13.0 is a CPU build on these machines; a bare `torch` requirement
-# would pull a multi-GB CUDA build.
-$(VENV)/.installed: requirements.txt
+# would pull a multi-GB CUDA build. Then the project itself, editable, at the tested versions.
+$(VENV)/.installed: pyproject.toml constraints.txt
+	@echo "make: creating $(VENV) (torch 2.13.0 CPU build, then the suite and its dependencies; a few minutes)"
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q -c constraints.txt -e '.[plot]'
+	@echo "make: $(VENV) is ready"
 	touch $@

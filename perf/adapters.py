@@ -153,10 +153,47 @@ class AccelerateInt8(Adapter):
         return {"dtype": "int8", "int8_method": "bitsandbytes LLM.int8", "int8_layers": int8, "max_memory": max_memory}
 
 
+def announce_op_builds() -> None:
+    """Say when DeepSpeed JIT-loads one of its compiled ops, and how long that took: compiling one
+    takes minutes the first time in a virtualenv (perf.worker keeps the cache per virtualenv)."""
+    from deepspeed.ops.op_builder.builder import OpBuilder
+    from perf.worker import announce
+    if getattr(OpBuilder.jit_load, "announced", False):
+        return
+    jit_load = OpBuilder.jit_load
+
+    def announced(builder, *args, **kwargs):
+        import time
+        so = _cached_op(builder.name)
+        before = so.stat().st_mtime if so and so.exists() else None
+        announce(f"DeepSpeed op {builder.name}: loading" + ("" if before else
+                                                           " (not in the cache: compiling it, which takes minutes)"))
+        start = time.perf_counter()
+        module = jit_load(builder, *args, **kwargs)
+        after = so.stat().st_mtime if so and so.exists() else None
+        how = "compiled" if after != before else "loaded from the cache"
+        announce(f"DeepSpeed op {builder.name}: {how} in {time.perf_counter() - start:.1f} s ({so.parent if so else 'cache'})")
+        return module
+
+    announced.announced = True
+    OpBuilder.jit_load = announced
+
+
+def _cached_op(name: str):
+    """Where torch's JIT extension cache keeps the op's library (a private path of torch's)."""
+    from pathlib import Path
+    try:
+        from torch.utils.cpp_extension import _get_build_directory
+        return Path(_get_build_directory(name, False)) / f"{name}.so"
+    except Exception:  # a torch without it: no build/cache distinction, only the time
+        return None
+
+
 def init_single_rank() -> int:
     """torch.distributed for DeepSpeed: a launcher sets RANK & co for N ranks; alone, we do."""
     import deepspeed
     import torch.distributed as dist
+    announce_op_builds()
     if not dist.is_initialized():
         for key, value in single_rank_env().items():
             os.environ.setdefault(key, value)
@@ -204,6 +241,7 @@ class DeepSpeedInferenceInt8(Adapter):
     dtype = torch.float16
 
     def load(self, model: str) -> dict:
+        announce_op_builds()
         from deepspeed.inference.quantization.layers import QuantizedLinear
         from deepspeed.inference.quantization.quantization import _init_group_wise_weight_quantization
         self.load_tokenizer(model)

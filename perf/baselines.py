@@ -1,55 +1,180 @@
 """Baseline files: `baselines/<hardware profile>/<model>.json`, one per profile and model.
 
-    {"schema": 1, "profile": "1xH200", "model": "tiny-bloom",
+    {"schema": 2, "profile": "1xH200", "model": "tiny-bloom",
      "entries": {"accel_bf16": {"bs1": ENTRY, ...}, ...}}
 
-ENTRY: outcome ("ok" | "oom"), ms_per_token (null when oom), ttft_ms, peak_memory_mb (per
-device), samples {"ms_per_token": [...], "ttft_ms": [...], "host_probe_ms": [...]} (empty for
-published figures; host_probe_ms: perf.protocol.host_probe_ms around each cycle),
-threshold (relative, default 0.05), memory_threshold (default 0.10), provenance
-({"kind": "measured", "date", "commit", "versions"} or {"kind": "published", "source"}), and
-protocol {"new_tokens", "cycles", "prompts", "int8_method", "world_size", "max_memory", "cpus"} (cpus:
-the CPUs --cpus pinned the worker to; absent or null: unpinned).
+ENTRY (the pydantic models below are the exact schema, and `load` checks every file with them):
+outcome ("ok" | "oom"), ms_per_token (null when oom), ttft_ms, peak_memory_mb (per device),
+samples (one list per kind of evidence, SAMPLE_KINDS: per timed cycle, or per profiled cycle for
+the gpu_* kinds, launches_per_step and aten_ops_per_token; empty for published figures),
+kernels (the GPU kernels of the profiled cycles: {"decode"|"prefill": {name: {"launches_per_step",
+"ms_per_step"}}}), threshold (relative, for wall and host CPU time; default 0.05, 0.30 on CPU
+machines), gpu_threshold (for GPU kernel time, default 0.02), memory_threshold (default 0.10),
+provenance ({"kind": "measured", "date", "commit", "versions", "runs", "first_date"} or
+{"kind": "published", "source", "as_published"}), and protocol {"new_tokens", "cycles",
+"prompts", "int8_method", "world_size", "max_memory", "cpus", "profile_cycles"} (cpus: the CPUs
+--cpus pinned the worker to; absent or null: unpinned).
+
+Schema 1 files (before the host CPU and GPU evidence) are read as they are: their entries lack
+those samples, and verdicts say they judged on what the entry has. Updates write schema 2.
 
 Updates lock the file, re-read it, keep what this run did not measure, never replace a published
 entry unless forced, append every replaced entry to `<model>.history.jsonl`, and replace the file
-atomically. Pooling (`--update-baselines=pool`) adds this run's samples to the entry's instead of
-replacing them, so that the baseline spans several processes (provenance "runs" counts them); an
-entry that cannot take them (an OOM, another protocol or versions) is kept as it is.
+atomically (perf.files). Pooling (`--update-baselines=pool`) adds this run's samples to the
+entry's instead of replacing them, so that the baseline spans several processes (provenance
+"runs" counts them); an entry that cannot take them (an OOM, another protocol, other versions,
+other kernels) is kept as it is.
 """
-import fcntl
 import json
-import os
 import re
 import statistics
-from contextlib import contextmanager
-from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Annotated, Literal
 
-from perf.verdicts import (IMPROVEMENT, NEW, NO_CHANGE, REFUSED, REGRESSION, Verdict,
-                           compare_to_value, compare_with_host)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-SCHEMA = 1
+from perf import files
+
+SCHEMA = 2
+READABLE_SCHEMAS = (1, 2)
 DEFAULT_THRESHOLD = 0.05
 # Measured on the project's 2-core CPU VM (tests/data/aa-cpu-accel_bf16.json: 21 processes):
 # medians move 10-40% between processes; across all 840 ordered A/A pairs, 5% gave 112 false
 # REGRESSIONs, 25% gave 4, 30% none. Entries recorded on a machine without GPUs get this one.
 CPU_THRESHOLD = 0.30
+# Kernel time per decode step held within 0.1% between processes and under host load on the H200
+# (docs/verdicts.md): 2% leaves room for clocks, and still sees one extra kernel of a few percent.
+DEFAULT_GPU_THRESHOLD = 0.02
 # Without a GPU the peak is the process's RSS, which moved 10.5% between two fresh runs of the
 # same code (ds_int8, 418 -> 462 MB): 10% is for device allocators, not for RSS.
 CPU_MEMORY_THRESHOLD = 0.30
 DEFAULT_MEMORY_THRESHOLD = 0.10
 PROMPTS_ID = "transformers-bloom-inference (8 prompts)"
 SPEED_TEST = "test_ms_per_token"  # the timed test, whose records become entries
-ENTRY_FIELDS = ("outcome", "ms_per_token", "samples", "threshold", "provenance", "protocol")
-PROTOCOL_FIELDS = ("new_tokens", "world_size")
+# The per-cycle evidence a record holds as `<kind>_samples` and an entry as samples[kind].
+SAMPLE_KINDS = ("ms_per_token", "ttft_ms", "host_probe_ms", "main_cpu_ms_per_token", "process_cpu_ms_per_token",
+                "other_cpus", "run_queue_wait", "gpu_decode_ms_per_step", "gpu_prefill_ms",
+                "launches_per_step", "aten_ops_per_token")
 
 
 class BaselineError(Exception):
     """A baseline file that cannot be used; the message names the file, entry and field."""
 
 
+# -- the schema ----------------------------------------------------------------------------
+Positive = Annotated[float, Field(gt=0, allow_inf_nan=False, strict=True)]
+NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False, strict=True)]
+Fraction = Annotated[float, Field(gt=0, lt=10, allow_inf_nan=False, strict=True)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class Samples(_Model):
+    ms_per_token: list[Positive] = []
+    ttft_ms: list[Positive] = []
+    host_probe_ms: list[Positive] = []
+    main_cpu_ms_per_token: list[NonNegative] = []
+    process_cpu_ms_per_token: list[NonNegative] = []
+    other_cpus: list[NonNegative] = []
+    run_queue_wait: list[NonNegative] = []
+    gpu_decode_ms_per_step: list[Positive] = []
+    gpu_prefill_ms: list[Positive] = []
+    launches_per_step: list[Positive] = []
+    aten_ops_per_token: list[Positive] = []
+
+
+class Kernel(_Model):
+    launches_per_step: NonNegative
+    ms_per_step: NonNegative
+
+
+class Kernels(_Model):
+    decode: dict[str, Kernel] = {}
+    prefill: dict[str, Kernel] = {}
+
+
+class Provenance(_Model):
+    kind: Literal["measured", "published"]
+    runs: Annotated[int, Field(ge=1, strict=True)] | None = None
+
+
+class Protocol(_Model):
+    new_tokens: Annotated[int, Field(gt=0, strict=True)]
+    world_size: Annotated[int, Field(gt=0, strict=True)]
+    cycles: Annotated[int, Field(gt=0, strict=True)] | None = None
+    cpus: list[Annotated[int, Field(ge=0, strict=True)]] | None = None
+
+
+class Entry(_Model):
+    outcome: Literal["ok", "oom"]
+    ms_per_token: Positive | None
+    ttft_ms: Positive | None = None
+    peak_memory_mb: list[NonNegative] | None = None
+    samples: Samples
+    threshold: Fraction
+    gpu_threshold: Fraction | None = None
+    memory_threshold: Fraction | None = None
+    provenance: Provenance
+    protocol: Protocol
+    kernels: Kernels | None = None
+
+    @model_validator(mode="after")
+    def _figure_when_ok(self):
+        if self.outcome == "ok" and self.ms_per_token is None:
+            raise ValueError("ms_per_token must be a number when outcome is 'ok'")
+        return self
+
+
+class BaselineFile(_Model):
+    schema_: int = Field(alias="schema")
+    profile: str
+    model: str
+    entries: dict[Annotated[str, Field(min_length=1)], dict[Annotated[str, Field(pattern=r"^bs[1-9]\d*$")], Entry]]
+
+
+def validate(data, path: Path) -> None:
+    """BaselineError naming the file, entry and field of the first problems found."""
+    if not isinstance(data, dict):
+        raise BaselineError(f"{path}: top level: expected an object with schema, profile, model, entries")
+    if data.get("schema") not in READABLE_SCHEMAS:
+        raise BaselineError(f"{path}: field 'schema': unknown schema version {data.get('schema')!r}; "
+                            f"this suite reads {', '.join(map(str, READABLE_SCHEMAS))}")
+    if not isinstance(data.get("entries"), dict):
+        raise BaselineError(f"{path}: field 'entries': missing or not an object")
+    try:
+        BaselineFile.model_validate(data)
+    except ValidationError as exc:
+        raise BaselineError(f"{path}: " + "; ".join(_where(e) for e in exc.errors()[:3])) from None
+
+
+def _where(error: dict) -> str:
+    """One pydantic error as 'entry accel_bf16/bs1: field samples.ms_per_token[2]: ... (got -2.0)'."""
+    loc = list(error["loc"])
+    where = []
+    if loc[:1] == ["entries"]:
+        if len(loc) >= 3:
+            where.append(f"entry {loc[1]}/{loc[2]}")
+            loc = loc[3:]
+        else:
+            where.append(f"entries {'/'.join(map(str, loc[1:]))}".rstrip())
+            loc = []
+    field = ""
+    for part in loc:
+        field += f"[{part}]" if isinstance(part, int) else f".{part}" if field else str(part)
+    if field:
+        where.append(f"field {field!r}")
+    message = error["msg"]
+    if error["type"] == "string_pattern_mismatch":
+        message = "keys under a backend are batch sizes such as 'bs8'"
+    elif error["type"] != "missing" and "input" in error and not isinstance(error["input"], (dict, list)):
+        message += f" (got {error['input']!r})"
+    return ": ".join(where + [message])
+
+
+# -- where entries live ----------------------------------------------------------------------
 def hardware_profile(fingerprint: dict) -> str:
     """`8xA100-SXM4-80GB`, `1xH200`, or `cpu-<cpu name>-<cores>c` for a machine without GPUs."""
     if fingerprint["device_count"]:
@@ -69,44 +194,28 @@ def entry_key(batch_size: int) -> str:
 
 def load(path: Path) -> dict | None:
     """The validated file, or None when there is none yet."""
+    path = Path(path)
     if not path.exists():
         return None
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(), parse_constant=_no_constant)
+    except IsADirectoryError:
+        raise BaselineError(f"{path}: a folder, where the baseline file should be; move it away") from None
+    except OSError as exc:
+        raise BaselineError(f"{path}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise BaselineError(f"{path}: not a text file; fix or remove it") from None
     except ValueError as exc:
         raise BaselineError(f"{path}: not valid JSON ({exc}); fix or remove the file") from None
     validate(data, path)
     return data
 
 
-def validate(data, path: Path) -> None:
-    def fail(where, what):
-        raise BaselineError(f"{path}: {where}: {what}")
-    if not isinstance(data, dict):
-        fail("top level", "expected an object with schema, profile, model, entries")
-    if data.get("schema") != SCHEMA:
-        fail("field 'schema'", f"unknown schema version {data.get('schema')!r}; this suite reads {SCHEMA}")
-    if not isinstance(data.get("entries"), dict):
-        fail("field 'entries'", "missing or not an object")
-    for backend, sizes in data["entries"].items():
-        for key, entry in sizes.items():
-            where = f"entry {backend}/{key}"
-            if not re.fullmatch(r"bs\d+", key):
-                fail(where, "keys under a backend are batch sizes such as 'bs8'")
-            for name in ENTRY_FIELDS:
-                if name not in entry:
-                    fail(where, f"missing field {name!r}")
-            if entry["outcome"] not in ("ok", "oom"):
-                fail(where, f"field 'outcome' is {entry['outcome']!r}; expected 'ok' or 'oom'")
-            if entry["outcome"] == "ok" and not isinstance(entry["ms_per_token"], (int, float)):
-                fail(where, "field 'ms_per_token' must be a number when outcome is 'ok'")
-            if "kind" not in entry["provenance"]:
-                fail(where, "field 'provenance' has no 'kind' (measured or published)")
-            for name in PROTOCOL_FIELDS:
-                if name not in entry["protocol"]:
-                    fail(where, f"field 'protocol' misses {name!r}")
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a number JSON allows")
 
 
+# -- the protocol a figure was measured under -------------------------------------------------
 def protocol_of(settings, info: dict) -> dict:
     return {"new_tokens": settings.new_tokens, "cycles": settings.cycles, "prompts": PROMPTS_ID,
             "int8_method": info.get("int8_method"), "world_size": info.get("world_size", 1),
@@ -114,85 +223,36 @@ def protocol_of(settings, info: dict) -> dict:
             "max_memory": info.get("max_memory"),
             # The host CPU paces small batches, and pinning changes which CPU: not comparable.
             # The set asked for (ranks take a share each), as two runs asking the same share alike.
-            "cpus": list(settings.cpus) if settings.cpus else None}
+            "cpus": list(settings.cpus) if settings.cpus else None,
+            "profile_cycles": settings.profile_cycles}
 
 
 def protocol_differences(base: dict, protocol: dict) -> list[str]:
     """What makes a run not comparable with an entry. Fields the entry predates are not held
-    against it, except "cpus": an entry without it ran unpinned."""
+    against it, except "cpus": an entry without it ran unpinned. The cycle counts may differ."""
     keys = [k for k in ("new_tokens", "world_size", "int8_method", "max_memory") if k in base] + ["cpus"]
     shown = lambda k, v: "unpinned" if k == "cpus" and v is None else repr(v)  # noqa: E731
     return [f"{k} {shown(k, protocol.get(k))} here, {shown(k, base.get(k))} in the baseline"
             for k in keys if base.get(k) != protocol.get(k)]
 
 
-def judge(entry: dict | None, record: dict, protocol: dict) -> Verdict:
-    """The verdict for one measured ms/token test (record: perf.results record) vs its entry."""
-    if entry is None:
-        return Verdict(NEW, detail="no baseline entry; record one with --update-baselines")
-    differs = protocol_differences(entry["protocol"], protocol)
-    if differs:
-        return Verdict(REFUSED, detail="not comparable: " + "; ".join(differs))
-    now_oom = record["outcome"] == "oom"
-    if now_oom or entry["outcome"] == "oom":
-        if now_oom and entry["outcome"] == "oom":
-            return Verdict(NO_CHANGE, detail="out of memory, as in the baseline")
-        if now_oom:
-            return Verdict(REGRESSION, detail="out of memory; the baseline ran at this batch size")
-        return Verdict(IMPROVEMENT, detail="runs; the baseline ran out of memory (update the baseline)")
-    threshold = entry.get("threshold", DEFAULT_THRESHOLD)
-    base_samples = entry["samples"].get("ms_per_token") or []
-    if base_samples:
-        speed = compare_with_host(record["ms_per_token_samples"], base_samples, record.get("host_probe_ms_samples"),
-                                  entry["samples"].get("host_probe_ms"), threshold)
-    else:
-        speed = compare_to_value(record["ms_per_token_samples"], entry["ms_per_token"], threshold)
-    speed = replace(speed, detail=speed.detail + _advice(speed.kind, entry, bool(base_samples)))
-    memory = _memory_regression(entry, record)
-    if memory and speed.kind != REGRESSION:
-        return Verdict(REGRESSION, speed.change, speed.low, speed.high, memory)
-    return speed
-
-
-def _advice(kind: str, entry: dict, has_samples: bool) -> str:
-    """What to do about a decision. A baseline of one run: its interval covers the cycles' spread,
-    not the processes' (on the H200 one run gave the next 3 false IMPROVEMENTs in 17 cells; README,
-    the 560m runs). A published entry: --update-baselines keeps it unless forced."""
-    one_run = has_samples and entry["provenance"].get("runs", 1) == 1
-    notes = []
-    if one_run and kind in (REGRESSION, IMPROVEMENT):
-        notes.append("the baseline is one process, and this interval leaves out how much processes differ: "
-                     "run the baseline's code again to confirm")
-    if kind == IMPROVEMENT:
-        notes.append("a published baseline: replace it with --update-baselines=force if this run should be the baseline"
-                     if entry["provenance"]["kind"] == "published" else
-                     "if it holds, update the baseline" if one_run else "update the baseline")
-    return "".join("; " + note for note in notes)
-
-
-def _memory_regression(entry: dict, record: dict) -> str | None:
-    base, now = entry.get("peak_memory_mb"), (record.get("peak_memory") or {}).get("per_device_mb")
-    if not base or not now:
-        return None
-    limit = entry.get("memory_threshold", DEFAULT_MEMORY_THRESHOLD)
-    if max(now) > max(base) * (1 + limit):
-        return f"peak memory {max(now):.0f} MB > baseline {max(base):.0f} MB + {limit:.0%}"
-    return None
-
-
+# -- entries from records ---------------------------------------------------------------------
 def entry_from(record: dict, protocol: dict, fingerprint: dict, date: str | None = None) -> dict:
     """The baseline entry for one measured record; `date`: when it was measured (default: now)."""
     oom = record["outcome"] == "oom"
+    gpu = bool(fingerprint.get("device_count"))
+    profile = record.get("profile") or {}
     return {
         "outcome": "oom" if oom else "ok",
         "ms_per_token": None if oom else record["ms_per_token"],
         "ttft_ms": None if oom else record.get("ttft_ms"),
         "peak_memory_mb": None if oom else record["peak_memory"]["per_device_mb"],
-        "samples": {} if oom else {"ms_per_token": record["ms_per_token_samples"],
-                                   "ttft_ms": record["ttft_ms_samples"],
-                                   "host_probe_ms": record.get("host_probe_ms_samples", [])},
-        "threshold": DEFAULT_THRESHOLD if fingerprint.get("device_count") else CPU_THRESHOLD,
-        "memory_threshold": DEFAULT_MEMORY_THRESHOLD if fingerprint.get("device_count") else CPU_MEMORY_THRESHOLD,
+        "samples": {} if oom else {kind: list(record.get(f"{kind}_samples") or profile.get(f"{kind}_samples") or [])
+                                   for kind in SAMPLE_KINDS},
+        "kernels": None if oom or not profile.get("kernels") else profile["kernels"],
+        "threshold": DEFAULT_THRESHOLD if gpu else CPU_THRESHOLD,
+        "gpu_threshold": DEFAULT_GPU_THRESHOLD,
+        "memory_threshold": DEFAULT_MEMORY_THRESHOLD if gpu else CPU_MEMORY_THRESHOLD,
         "provenance": {"kind": "measured", "date": date or datetime.now(timezone.utc).isoformat(timespec="seconds"),
                        "commit": fingerprint.get("git_commit"), "versions": record.get("versions")},
         "protocol": protocol,
@@ -212,7 +272,11 @@ def entries_from(records, fingerprint: dict, profile: str, date: str | None = No
     return by_profile
 
 
-SAMPLE_KINDS = ("ms_per_token", "ttft_ms", "host_probe_ms")
+# -- pooling ----------------------------------------------------------------------------------
+def kernel_launches(kernels: dict | None) -> dict:
+    """{phase: {kernel: launches per step}}: what must be equal for two runs to be one baseline."""
+    return {phase: {name: round(k["launches_per_step"], 2) for name, k in (kernels or {}).get(phase, {}).items()}
+            for phase in ("decode", "prefill")}
 
 
 def pooled(old: dict, new: dict) -> tuple[dict | None, str]:
@@ -221,11 +285,14 @@ def pooled(old: dict, new: dict) -> tuple[dict | None, str]:
     baseline of one process judges the next against that process's luck. Returns (None, why)
     when the two cannot be pooled (the caller keeps `old`)."""
     differs = protocol_differences(old["protocol"], new["protocol"])
+    has = lambda entry, kind: bool(entry["samples"].get(kind))  # noqa: E731
+    uneven = [kind for kind in SAMPLE_KINDS if kind not in ("ttft_ms",) and has(old, kind) != has(new, kind)]
     why = ("one of them ran out of memory" if "oom" in (old["outcome"], new["outcome"])
            else "not comparable: " + "; ".join(differs) if differs
            else "their versions differ" if old["provenance"].get("versions") != new["provenance"].get("versions")
-           else "one has host probes, the other not"
-           if bool(old["samples"].get("host_probe_ms")) != bool(new["samples"].get("host_probe_ms")) else "")
+           else f"one has {', '.join(uneven)} samples, the other not" if uneven
+           else "their GPU kernels differ" if kernel_launches(old.get("kernels")) != kernel_launches(new.get("kernels"))
+           else "")
     if why:
         return None, why
     samples = {k: old["samples"].get(k, []) + new["samples"].get(k, []) for k in SAMPLE_KINDS}
@@ -234,8 +301,8 @@ def pooled(old: dict, new: dict) -> tuple[dict | None, str]:
             "ttft_ms": statistics.median(samples["ttft_ms"]) if samples["ttft_ms"] else new["ttft_ms"],
             "samples": samples,
             # thresholds are kept: a profile's may have been edited by hand
-            "threshold": old.get("threshold", new["threshold"]),
-            "memory_threshold": old.get("memory_threshold", new["memory_threshold"]),
+            **{name: old.get(name, new.get(name)) for name in ("threshold", "gpu_threshold", "memory_threshold")
+               if old.get(name, new.get(name)) is not None},
             "provenance": {**new["provenance"], "runs": old["provenance"].get("runs", 1) + 1,
                            "first_date": first}}, ""
 
@@ -246,20 +313,14 @@ def already_pooled(old: dict, new: dict) -> bool:
     return bool(part) and any(seq[i:i + len(part)] == part for i in range(len(seq) - len(part) + 1))
 
 
-@contextmanager
-def _locked(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # two pytest processes updating at once take turns
-        yield
-
-
+# -- updates ----------------------------------------------------------------------------------
 def update(path: Path, profile: str, model: str, entries: dict, mode: str = "yes") -> list[str]:
     """Merge {backend: {bsN: entry}} into the file; returns what was kept, replaced or pooled, to
-    report. mode: "yes" replaces measured entries, "force" published ones too, "pool" adds to them."""
+    report. mode: "yes" replaces measured entries, "force" published ones too, "pool" adds to them.
+    A write that fails (a full disk) leaves the file and its history as they were, and raises OSError."""
     force = mode == "force"
     notes = []
-    with _locked(path):
+    with files.locked(path):
         data = load(path) or {"schema": SCHEMA, "profile": profile, "model": model, "entries": {}}
         history = []
         for backend, sizes in entries.items():
@@ -283,10 +344,13 @@ def update(path: Path, profile: str, model: str, entries: dict, mode: str = "yes
                                     "backend": backend, "entry_key": key, "entry": old})
                 data["entries"].setdefault(backend, {})[key] = entry
                 notes.append(f"{done} {backend}/{key}")
-        if history:
-            with open(path.with_name(f"{model}.history.jsonl"), "a") as f:
-                f.writelines(json.dumps(h) + "\n" for h in history)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, indent=1) + "\n")
-        os.replace(tmp, path)
+        data["schema"] = SCHEMA
+        text = json.dumps(data, indent=1, allow_nan=False) + "\n"
+        history_file = path.with_name(f"{model}.history.jsonl")
+        undo = files.append_lines(history_file, [json.dumps(h, allow_nan=False) for h in history])
+        try:
+            files.write_atomically(path, text)
+        except OSError:
+            undo()  # the history must not record a replacement that did not happen
+            raise
     return notes

@@ -2,7 +2,7 @@
 
 `backend` is session-scoped and parametrized by backend id: pytest runs all tests of one
 backend together and finalizes its instance (stopping the worker, freeing its memory) before the
-next backend loads. That is the "load once per session" guarantee (tests/test_plugin.py).
+next backend loads. That is the "load once per session" guarantee (tests/test_load_once.py).
 """
 from dataclasses import dataclass
 
@@ -12,7 +12,7 @@ from perf import protocol
 from perf.backends import REFERENCE
 from perf.handle import BackendHandle
 from perf.launcher import RemoteError, WorkerFailed
-from perf.plugin import RESULTS, session_backends
+from perf.plugin import RESULTS, progress, session_backends
 
 def _default_batch_sizes() -> list[int]:
     import torch
@@ -39,7 +39,7 @@ def perf_settings(pytestconfig):
 
 @pytest.fixture(scope="session")
 def perf_run(pytestconfig):
-    """The session's results: records, baselines, verdicts (perf.results.Results)."""
+    """The session's state: records, baselines, verdicts (perf.session.PerfSession)."""
     return pytestconfig.stash[RESULTS]
 
 
@@ -60,7 +60,7 @@ def checkpoint(perf_settings) -> str:
 @pytest.fixture(scope="session")
 def backend(request, perf_settings, worker_logs, checkpoint):
     spec = session_backends(request.config)[request.param]
-    handle = BackendHandle(spec, perf_settings, worker_logs)
+    handle = BackendHandle(spec, perf_settings, worker_logs, progress=lambda text: progress(request.config, text))
     request.config.stash[RESULTS].handles[spec.id] = handle
     yield handle
     handle.close()
@@ -73,10 +73,10 @@ class ReferenceOutputs:
 
 
 @pytest.fixture(scope="session")
-def reference(perf_settings, worker_logs, tmp_path_factory, checkpoint) -> ReferenceOutputs:
+def reference(request, perf_settings, worker_logs, tmp_path_factory, checkpoint) -> ReferenceOutputs:
     """The fp32 reference's outputs, computed once; its worker is gone before the backends run."""
     path = str(tmp_path_factory.mktemp("reference") / "logprobs.pt")
-    handle = BackendHandle(REFERENCE, perf_settings, worker_logs)
+    handle = BackendHandle(REFERENCE, perf_settings, worker_logs, progress=lambda text: progress(request.config, text))
     try:
         handle.require()
         greedy = handle.call("greedy", prompts=list(protocol.PROMPTS), new_tokens=perf_settings.new_tokens)

@@ -4,15 +4,20 @@ A load that fails or a worker that dies makes every later test of that backend f
 same message (its error and stderr tail); a backend that cannot run here skips them with the
 reason; an OOM at one batch size marks the larger ones OOM without running them.
 """
+import time
+from pathlib import Path
+
 import pytest
 
 from perf.backends import BackendSpec
-from perf.launcher import RemoteError, Worker, WorkerFailed
+from perf.launcher import PROGRESS, RemoteError, Worker, WorkerFailed
 from perf.settings import Settings
 
 
 class BackendHandle:
-    def __init__(self, spec: BackendSpec, settings: Settings, log_dir):
+    def __init__(self, spec: BackendSpec, settings: Settings, log_dir, progress=None):
+        """Start the backend's worker and load it; `progress(text)` hears when the load starts and
+        ends, and what the worker announces meanwhile (a DeepSpeed op being built)."""
         self.spec = spec
         self.info: dict = {}
         self.unavailable: str | None = None  # why this backend cannot run here
@@ -20,22 +25,31 @@ class BackendHandle:
         self.oom_at: int | None = None  # smallest batch size that ran out of memory
         self.greedy: dict | None = None  # the greedy generation both greedy tests check
         self.worker: Worker | None = None
+        progress = progress or (lambda text: None)
         env = settings.env_for(spec.id)
+        start = time.monotonic()
         try:
             self.worker = Worker(spec.id, env.python, list(env.pythonpath), settings.worker_timeout, log_dir,
                                  world_size=settings.world_size_for(spec), hostfile=settings.hostfile,
                                  cpus=settings.cpus)
+            progress(f"{spec.id}: loading {settings.model_name} (worker log {self.worker.log_path})")
+            watcher = LogWatcher(self.worker.log_path, lambda line: progress(f"{spec.id}: {line}"))
             self.info = self.worker.call("load", adapter=spec.adapter, model=settings.model,
-                                         options={"max_memory": settings.max_memory})
+                                         options={"max_memory": settings.max_memory}, on_wait=watcher)
+            watcher()
             self.info["launch"] = self.worker.command  # how its ranks were started (torchrun, DeepSpeed)
+            progress(f"{spec.id}: ready in {time.monotonic() - start:.1f} s")
         except RemoteError as exc:
             if exc.kind == "unavailable":
                 self.unavailable = exc.error.partition(": ")[2]
+                progress(f"{spec.id}: cannot run here: {self.unavailable}")
             else:
                 self.failure = (f"{spec.id}: load failed: {exc.error}\n{exc.traceback}"
                                 f"--- worker stderr (tail) ---\n{self.worker.stderr_tail()}")
+                progress(f"{spec.id}: load failed after {time.monotonic() - start:.1f} s: {exc.error}")
         except WorkerFailed as exc:
             self.failure = str(exc)
+            progress(f"{spec.id}: load failed after {time.monotonic() - start:.1f} s: {self.failure.splitlines()[0]}")
 
     def require(self) -> None:
         """Skip or fail the calling test if this backend cannot answer."""
@@ -61,3 +75,23 @@ class BackendHandle:
 
 def fail_remote(exc: RemoteError):
     pytest.fail(f"{exc.error}\n{exc.traceback}", pytrace=False)
+
+
+class LogWatcher:
+    """Calls `say(text)` for each new PROGRESS line of a worker's log, each time it is called."""
+
+    def __init__(self, path: Path, say):
+        self.path, self.say, self.offset = Path(path), say, 0
+
+    def __call__(self) -> None:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                data = f.read()
+        except OSError:
+            return
+        end = data.rfind(b"\n") + 1  # whole lines only; the rest is read next time
+        self.offset += end
+        for line in data[:end].decode(errors="replace").splitlines():
+            if line.startswith(PROGRESS):
+                self.say(line[len(PROGRESS):])

@@ -14,7 +14,11 @@ import subprocess
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+# The folder holding the `perf` package. In a checkout (or an editable install) it goes on the
+# workers' PYTHONPATH, behind the backend's own entries; an installed package is found by the
+# interpreter itself (a site-packages folder on PYTHONPATH would shadow a backend's own packages).
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+IN_CHECKOUT = (PACKAGE_ROOT / "pyproject.toml").is_file()
 STDERR_TAIL = 3000  # characters of a dead worker's stderr quoted in the failure
 
 
@@ -58,6 +62,7 @@ def control_host() -> str:
 
 
 PIN_ENV = "PERF_CPUS"  # --cpus, as the workers read it
+PROGRESS = "perf-progress: "  # a line a worker writes on stderr for the user to see (perf.worker.announce)
 RANK_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")  # torch.distributed's env://
 
 
@@ -99,8 +104,8 @@ class Worker:
         self.timeout = timeout
         self.log_path = Path(log_dir) / f"{name}.worker.log"
         environ = dict(os.environ if env is None else env)
-        # The repository first (for `perf`), then the backend's own packages, then the rest.
-        paths = [str(REPO), *pythonpath]
+        # The backend's own packages first (transformers 4.43.4 for ds_fp16), then `perf`, then the rest.
+        paths = [*pythonpath, *([str(PACKAGE_ROOT)] if IN_CHECKOUT else [])]
         if environ.get("PYTHONPATH"):
             paths.append(environ["PYTHONPATH"])
         environ["PYTHONPATH"] = os.pathsep.join(paths)
@@ -135,17 +140,18 @@ class Worker:
         self.dead: str | None = None  # why this worker can no longer answer
 
     def _start(self, environ: dict) -> subprocess.Popen:
-        """The worker's process, in a session of its own so that kill() reaches all it starts
-        (tools/process_gap.py starts it otherwise, to time what that changes)."""
+        """The worker's process, in a session of its own so that kill() reaches all it starts."""
+        # `python -m` puts its working directory first on sys.path: the log folder holds no package.
         return subprocess.Popen(self.command, stdin=subprocess.DEVNULL if self._server else subprocess.PIPE,
                                 stdout=self._log if self._server else subprocess.PIPE,
-                                stderr=self._log, env=environ, cwd=REPO, start_new_session=True)
+                                stderr=self._log, env=environ, cwd=self.log_path.parent, start_new_session=True)
 
     @property
     def pid(self) -> int:
         return self.proc.pid
 
-    def call(self, op: str, timeout: float | None = None, **args):
+    def call(self, op: str, timeout: float | None = None, on_wait=None, **args):
+        """The worker's reply to `op`; `on_wait()` is called about once a second meanwhile."""
         if self.dead:
             raise WorkerFailed(self.dead)
         if self._server and not self._conn:
@@ -154,9 +160,9 @@ class Worker:
             self._send((json.dumps({"op": op, **args}) + "\n").encode())
         except OSError:  # a broken pipe, or rank 0's connection reset
             self._fail(f"{self.name}: worker died before {op!r}")
-        line = self._read_line(op, self.timeout if timeout is None else timeout)
+        line = self._read_line(op, self.timeout if timeout is None else timeout, on_wait)
         while not line.startswith(b"{"):  # torchrun and DeepSpeed's launcher print on stdout too: not a reply
-            line = self._read_line(op, self.timeout if timeout is None else timeout)
+            line = self._read_line(op, self.timeout if timeout is None else timeout, on_wait)
         reply = json.loads(line)
         if not reply["ok"]:
             if self.world_size > 1:
@@ -191,7 +197,7 @@ class Worker:
                            f"before {op!r}; worker killed")
         self._conn, _ = self._server.accept()
 
-    def _read_line(self, op: str, timeout: float) -> bytes:
+    def _read_line(self, op: str, timeout: float, on_wait=None) -> bytes:
         deadline = time.monotonic() + timeout
         fd = self._conn.fileno() if self._conn else self.proc.stdout.fileno()
         while b"\n" not in self._buffer:
@@ -199,7 +205,9 @@ class Worker:
             if left <= 0:
                 self._fail(f"{self.name}: no answer to {op!r} within {timeout:g} s "
                            f"(--worker-timeout); worker killed")
-            ready, _, _ = select.select([fd], [], [], left)
+            ready, _, _ = select.select([fd], [], [], min(left, 1.0) if on_wait else left)
+            if on_wait:
+                on_wait()
             if ready:
                 chunk = os.read(fd, 1 << 16)
                 if not chunk:

@@ -1,16 +1,18 @@
 """The pytest plugin: options, the backend matrix, outcome recording, results file and summary.
 
-Loaded by the repository's conftest.py; fixtures and tests live in perf/conftest.py and
-perf/test_bloom.py.
+Registered through the `pytest11` entry point named "perf.plugin" when the package is installed
+(and by the repository's conftest.py, under the same name, when it is not); fixtures and tests
+live in perf/conftest.py and perf/test_bloom.py.
 """
 import pytest
 
 from perf import settings as settings_mod
+from perf import table
 from perf.backends import BACKENDS
 from perf.baselines import BaselineError
-from perf.results import Results
+from perf.session import PerfSession
 
-RESULTS = pytest.StashKey[Results]()
+RESULTS = pytest.StashKey[PerfSession]()
 
 
 class PerfHooks:
@@ -30,7 +32,7 @@ def pytest_addoption(parser) -> None:
 
 def pytest_configure(config) -> None:
     # Every option is checked here, before collection and before any worker starts.
-    config.stash[RESULTS] = Results(settings_mod.from_config(config))
+    config.stash[RESULTS] = PerfSession(settings_mod.from_config(config))
     if hasattr(config, "workerinput"):
         _take_gpu_share(config.workerinput)
 
@@ -77,32 +79,52 @@ def _take_gpu_share(workerinput: dict) -> None:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node, error) -> None:
-    output = getattr(node, "workeroutput", {}).get("perf")
-    if output:
-        node.config.stash[RESULTS].merge(output)
+    output = getattr(node, "workeroutput", {})
+    if output.get("perf"):
+        perf = node.config.stash[RESULTS]
+        perf.run.merge(output["perf"])
+        perf.baseline_notes += output.get("perf_baseline_notes", [])
 
 
 def session_backends(config) -> dict:
     """This session's backend matrix (id -> BackendSpec): BACKENDS plus what hooks add."""
-    results = config.stash[RESULTS]
-    if results.specs is None:
-        results.specs = dict(BACKENDS)
-        config.hook.pytest_perf_backends(backends=results.specs)
-    return results.specs
+    perf = config.stash[RESULTS]
+    if perf.specs is None:
+        perf.specs = dict(BACKENDS)
+        config.hook.pytest_perf_backends(backends=perf.specs)
+    return perf.specs
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
     report = yield
-    results = item.config.stash[RESULTS]
-    if results.records.get(item.nodeid) is not None or _is_perf_item(item):
-        results.on_report(item, report)
+    session = item.config.stash[RESULTS]
+    if session.records.get(item.nodeid) is not None or _is_perf_item(item):
+        session.on_report(item, report)
+        if report.when == "call" and item.originalname == table.SPEED_TEST:
+            progress(item.config, _cell_line(session.records[item.nodeid], report.duration))
         if report.when == "teardown":
-            if results.settings.update_baselines:
-                results.update_baselines([results.records[item.nodeid]])
+            if session.settings.update_baselines:
+                session.update_baselines([session.records[item.nodeid]])
             if not hasattr(item.config, "workerinput"):
-                results.write(results.settings.results)  # after every test: a killed run keeps its figures
+                session.run.write(session.settings.results)  # after every test: a killed run keeps its figures
     return report
+
+
+def progress(config, text: str) -> None:
+    """A line on the terminal as the run goes (a backend loading, a cell done); xdist workers' and
+    -qq runs' are not shown."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None or hasattr(config, "workerinput") or config.get_verbosity() < -1:
+        return
+    reporter.ensure_newline()
+    reporter.write_line(f"perf: {text}")
+
+
+def _cell_line(rec: dict, seconds: float) -> str:
+    figure = f"{rec['ms_per_token']:.2f} ms/token" if rec.get("ms_per_token") is not None else rec["outcome"] or "?"
+    verdict = f", {rec['verdict']}" if rec.get("verdict") else ""
+    return f"{rec['backend']} bs={rec['batch_size']}: {figure}{verdict} ({seconds:.1f} s)"
 
 
 def pytest_collection_finish(session) -> None:
@@ -119,22 +141,43 @@ def _is_perf_item(item) -> bool:
 
 
 def pytest_sessionfinish(session) -> None:
-    results = session.config.stash.get(RESULTS, None)
-    if results is None or not results.records:
+    perf = session.config.stash.get(RESULTS, None)
+    if perf is None or not perf.records:
         return
+    perf.snapshot_backends()
     if hasattr(session.config, "workerinput"):  # an xdist worker: the controller writes
-        session.config.workeroutput["perf"] = results.worker_output()
+        session.config.workeroutput["perf"] = perf.run.worker_output()
+        session.config.workeroutput["perf_baseline_notes"] = list(perf.baseline_notes)
         return
-    if results.profile is None:  # the xdist controller collected nothing itself
-        results.prepare_baselines()
-    results.write(results.settings.results)
+    if perf.run.profile is None:  # the xdist controller collected nothing itself
+        perf.prepare_baselines()
+    perf.run.write(perf.settings.results)
 
 
 def pytest_terminal_summary(terminalreporter, config) -> None:
-    results = config.stash.get(RESULTS, None)
-    if results is None or not results.records:
+    perf = config.stash.get(RESULTS, None)
+    if perf is None or not perf.records:
         return
+    s = perf.settings
     terminalreporter.section("perf results")
-    for line in results.table() + results.verdict_summary():
+    for line in table.terminal_table(perf.records.values(), s.model_name, s.new_tokens, s.cycles) + verdict_summary(perf):
         terminalreporter.write_line(line)
-    terminalreporter.write_line(f"results file: {results.settings.results}")
+    terminalreporter.write_line(f"results file: {s.results}")
+
+
+def verdict_summary(perf: PerfSession) -> list[str]:
+    """The verdict counts, a line per cell that is not NO CHANGE or NEW, and what the baselines did."""
+    judged = [r for r in perf.records.values() if r.get("verdict")]
+    if not judged:
+        return []
+    counts = table.verdict_counts(judged)
+    lines = [f"verdicts against {perf.baseline_file} (profile {perf.run.profile}): "
+             + ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items())) + f"  {table.TEXT_LEGEND}"]
+    for rec in judged:
+        if rec["verdict"] not in ("NO CHANGE", "NEW"):
+            lines.append(f"  {rec['backend']} bs={rec['batch_size']}: {rec['verdict_detail']}")
+    if "NEW" in counts and not perf.settings.update_baselines:
+        lines.append(f"  {counts['NEW']} entries have no baseline: record them with "
+                     f"`pytest perf --update-baselines` (writes {perf.baseline_file})")
+    lines += [f"  baseline {note}" for note in perf.baseline_notes]
+    return lines

@@ -17,6 +17,9 @@ PROMPTS = (
 NEW_TOKENS = 100
 CYCLES = 5
 WARMUP_CYCLES = 1
+# Cycles run under torch.profiler after the timed ones (a profiled cycle runs 30-60% longer, so it
+# is never a timed one): GPU kernel time and launches per step, aten operators per token.
+PROFILE_CYCLES = 2
 
 
 def batch_prompts(batch_size: int) -> list[str]:

@@ -1,24 +1,168 @@
-"""What a perf session measured: one record per test, the backends' load info, the machine's
-fingerprint; written as the results file and summarised as the article-shaped table."""
+"""The results file of a perf session (`--results`, default perf-results.json): every sample,
+figure and outcome of the run, written after each test so that a killed run keeps its figures.
+
+    {"schema": 2, "started": ISO time, "model": name, "model_path": what from_pretrained got,
+     "protocol": {"new_tokens", "cycles", "warmup_cycles", "profile_cycles", "batch_sizes", "cpus"},
+     "fingerprint": {"devices", "device_count", "visible_devices", "driver", "cuda", "cpu",
+                     "cpu_count", "platform", "versions", "git_commit", "git_dirty"},
+     "hardware_profile": "1xH200", "memory_bandwidth_gb_s": float | null, "baseline_file": path | null,
+     "backends": {id: {"info": what its load returned, "unavailable": why | null, "failure": why | null}},
+     "tests": [RECORD, ...]}
+
+RECORD (one per test, `Record` below is its exact schema): test, nodeid, backend, dtype,
+batch_size, model, outcome ("passed" | "failed" | "skipped" | "oom" | "worker crash" | null while
+running), reason, seconds {setup, call, teardown}; a correctness test adds its figures (texts;
+first_divergence and match; top1 and kl, with the thresholds it was held to); a ms/token test adds
+perf.figures.speed_figures (ms_per_token and `<kind>_samples` per timed cycle, profile, ...),
+protocol, versions, hardware_profile, device_count, and its verdict (verdict, verdict_detail,
+change, decided_by, evidence, baseline). The JSON is strict: no NaN or infinity.
+"""
 import json
+import math
 import os
 import platform
 import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Annotated, Literal
 
-from perf import baselines
-from perf.backends import BACKENDS
-from perf.verdicts import INCONCLUSIVE, REGRESSION, Verdict
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from perf import files
 from perf.worker import versions
 
-SCHEMA = 1
+SCHEMA = 2
+READABLE_SCHEMAS = (1, 2)
+OUTCOMES = ("passed", "failed", "skipped", "oom", "worker crash")
+VERDICT_KINDS = ("REGRESSION", "IMPROVEMENT", "NO CHANGE", "INCONCLUSIVE", "NEW", "REFUSED")
 
 
+class ResultsError(Exception):
+    """A results file that cannot be used; the message names the file, test and field."""
+
+
+# -- the schema ----------------------------------------------------------------------------------
+Positive = Annotated[float, Field(gt=0, allow_inf_nan=False, strict=True)]
+Finite = Annotated[float, Field(allow_inf_nan=False, strict=True)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class Record(_Model):
+    test: str
+    nodeid: str
+    backend: str | None = None
+    batch_size: Annotated[int, Field(gt=0, strict=True)] | None = None
+    outcome: Literal[OUTCOMES] | None = None
+    reason: str | None = None
+    ms_per_token: Positive | None = None
+    ms_per_token_samples: list[Positive] = []
+    host_probe_ms_samples: list[Positive] = []
+    ttft_ms_samples: list[Positive] = []
+    verdict: Literal[VERDICT_KINDS] | None = None
+    change: Finite | None = None
+
+
+class Fingerprint(_Model):
+    devices: list[str]
+    device_count: Annotated[int, Field(ge=0, strict=True)]
+    versions: dict
+
+
+class ResultsFile(_Model):
+    schema_: int = Field(alias="schema")
+    started: str
+    model: str
+    protocol: dict
+    fingerprint: Fingerprint
+    hardware_profile: str | None
+    tests: list[Record]
+
+
+def validate(data, path) -> None:
+    if not isinstance(data, dict) or "tests" not in data or "model" not in data:
+        raise ResultsError(f"{path}: not a results file of this suite (no 'model'/'tests'; pytest perf --results writes one)")
+    if data.get("schema", 1) not in READABLE_SCHEMAS:
+        raise ResultsError(f"{path}: field 'schema': unknown results schema {data.get('schema')!r}; "
+                           f"this suite reads {', '.join(map(str, READABLE_SCHEMAS))}")
+    try:
+        ResultsFile.model_validate({"schema": 1, **data})
+    except ValidationError as exc:
+        raise ResultsError(f"{path}: " + "; ".join(_where(e, data) for e in exc.errors()[:3])) from None
+
+
+def _where(error: dict, data: dict) -> str:
+    loc = list(error["loc"])
+    where = []
+    if loc[:1] == ["tests"] and len(loc) >= 2 and isinstance(loc[1], int):
+        test = data["tests"][loc[1]]
+        where.append(f"test {test.get('nodeid', loc[1]) if isinstance(test, dict) else loc[1]}")
+        loc = loc[2:]
+    if loc:
+        where.append("field " + ".".join(map(str, loc)))
+    message = error["msg"]
+    if error["type"] != "missing" and not isinstance(error.get("input"), (dict, list)):
+        message += f" (got {error.get('input')!r})"
+    return ": ".join(where + [message])
+
+
+def read(path: Path) -> dict:
+    """One results file, validated (ResultsError with one line for the user otherwise)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except IsADirectoryError:
+        raise ResultsError(f"{path}: a folder, not a results file") from None
+    except OSError as exc:
+        raise ResultsError(f"{path}: cannot read the results file: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ResultsError(f"{path}: not a text file, so not a results file of this suite") from None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise ResultsError(f"{path}: the results file is not valid JSON (empty or truncated?)") from None
+    validate(data, path)
+    return data
+
+
+def read_run(paths: list[Path]) -> dict:
+    """One run's results; several files (one run split over calls with -k, as in a time-limited
+    GPU lease) are merged, tests by node id, later files winning, if model, profile and --cpus agree."""
+    merged, first = None, None
+    for path in paths:
+        data = read(path)
+        if merged is None:
+            merged, first = {**data, "tests": list(data["tests"])}, path
+            continue
+        for key in ("model", "hardware_profile"):
+            if data.get(key) != merged.get(key):
+                raise ResultsError(f"{path}: {key} {data.get(key)!r}, but {first} has {merged.get(key)!r}; "
+                                   "only files of one model and hardware profile merge")
+        cpus = [d["protocol"].get("cpus") for d in (data, merged)]
+        if cpus[0] != cpus[1]:
+            raise ResultsError(f"{path}: --cpus {cpus[0]!r}, but {first} has {cpus[1]!r}; "
+                               "only files of one --cpus setting merge (null: unpinned)")
+        merged["tests"] = merge_tests(merged["tests"], data["tests"])
+        merged["backends"] = {**merged.get("backends", {}), **data.get("backends", {})}
+        merged["memory_bandwidth_gb_s"] = merged.get("memory_bandwidth_gb_s") or data.get("memory_bandwidth_gb_s")
+    return merged
+
+
+def merge_tests(ours: list[dict], theirs: list[dict]) -> list[dict]:
+    """Records by node id, `theirs` winning, in first-seen order."""
+    by_id = {t["nodeid"]: t for t in ours}
+    by_id.update({t["nodeid"]: t for t in theirs})
+    return list(by_id.values())
+
+
+# -- the machine ---------------------------------------------------------------------------------
 def fingerprint() -> dict:
     import torch
     cuda = torch.cuda.is_available()
     devices = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else []
+    source = Path(__file__).parent
     return {
         "devices": devices or ["cpu"],
         "device_count": len(devices),
@@ -30,8 +174,8 @@ def fingerprint() -> dict:
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
         "versions": versions(),
-        "git_commit": _run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent) or None,
-        "git_dirty": bool(_run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=Path(__file__).parent)),
+        "git_commit": _run(["git", "rev-parse", "HEAD"], cwd=source) or None,
+        "git_dirty": bool(_run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=source)),
     }
 
 
@@ -50,89 +194,23 @@ def _cpu_name() -> str:
         return platform.processor()
 
 
-class Results:
+# -- one session's results -------------------------------------------------------------------------
+class Run:
+    """What a session measured: the records, the backends' load info, the machine; as the file."""
+
     def __init__(self, settings):
         self.settings = settings
         self.records: dict[str, dict] = {}  # nodeid -> record
-        self.handles: dict = {}  # backend id -> BackendHandle, for load info
-        self.specs: dict | None = None  # backend id -> BackendSpec (perf.plugin.session_backends)
+        self.backends: dict[str, dict] = {}  # backend id -> {"info", "unavailable", "failure"}
         self.started = datetime.now(timezone.utc)
         self.fingerprint: dict | None = None
         self.profile: str | None = None
         self.baseline_file: Path | None = None
-        self.baseline: dict | None = None  # the validated baseline file of this profile and model
-        self.baseline_notes: list[str] = []
         self.memory_bandwidth: float | None = None  # GB/s, measured once per run (roofline)
-        self.merged_backends: dict = {}  # backend id -> info, from pytest-xdist workers
 
-    def prepare_baselines(self) -> None:
-        """Fingerprint the machine and read this profile's baseline file (BaselineError if bad)."""
-        self.fingerprint = fingerprint()
-        self.profile = self.settings.hardware or baselines.hardware_profile(self.fingerprint)
-        self.baseline_file = baselines.baseline_path(self.settings.baselines_dir, self.profile,
-                                                     self.settings.model_name)
-        self.baseline = baselines.load(self.baseline_file)
-
-    def judge(self, handle, record: dict) -> Verdict:
-        """The verdict of one ms/token record against its baseline entry; noted in the record."""
-        entry = ((self.baseline or {}).get("entries", {}).get(handle.spec.id, {})
-                 .get(baselines.entry_key(record["batch_size"])))
-        record["protocol"] = baselines.protocol_of(self.settings, handle.info)
-        record["versions"] = handle.info.get("versions")
-        # Under pytest -n on GPUs each xdist worker sees its share of the GPUs: its own profile.
-        record["hardware_profile"] = self.profile
-        record["device_count"] = self.fingerprint["device_count"]
-        verdict = baselines.judge(entry, record, record["protocol"])
-        record["verdict"] = verdict.kind
-        record["verdict_detail"] = verdict.describe()
-        record["change"] = verdict.change
-        if entry is not None:
-            record["baseline"] = {"ms_per_token": entry["ms_per_token"], "outcome": entry["outcome"],
-                                  "provenance": entry["provenance"]["kind"]}
-        return verdict
-
-    def assert_verdict(self, verdict: Verdict) -> None:
-        import pytest
-        if verdict.kind == REGRESSION or (verdict.kind == INCONCLUSIVE and self.settings.strict_perf):
-            pytest.fail(f"{verdict.describe()} against {self.baseline_file}", pytrace=False)
-
-    def update_baselines(self, records) -> None:
-        """Write these records' entries (called after each ms/token test: a killed run keeps them)."""
-        by_profile = baselines.entries_from(records, self.fingerprint, self.profile)
-        for profile, entries in by_profile.items():
-            path = baselines.baseline_path(self.settings.baselines_dir, profile, self.settings.model_name)
-            self.baseline_notes += baselines.update(path, profile, self.settings.model_name, entries,
-                                                    self.settings.update_baselines)
-
-    def record(self, item) -> dict:
-        params = getattr(item, "callspec", None)
-        params = params.params if params else {}
-        backend = params.get("backend")
-        spec = (self.specs or BACKENDS).get(backend)
-        return self.records.setdefault(item.nodeid, {
-            "test": item.originalname, "nodeid": item.nodeid, "backend": backend,
-            "dtype": spec.dtype if spec else None, "batch_size": params.get("batch_size"),
-            "model": self.settings.model_name, "outcome": None, "reason": None,
-        })
-
-    def on_report(self, item, report) -> None:
-        rec = self.record(item)
-        # Seconds per phase (setup includes a backend's load): what plans a time-limited GPU call.
-        rec.setdefault("seconds", {})[report.when] = round(report.duration, 3)
-        if report.when != "call" and report.passed:
-            return
-        if rec["outcome"] == "oom":  # set by the test; the skip it raised says the same
-            return
-        if report.skipped:
-            rec["outcome"] = "skipped"
-            rec["reason"] = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
-        elif report.failed:
-            handle = self.handles.get(rec["backend"])
-            crashed = handle is not None and handle.worker is not None and handle.worker.dead
-            rec["outcome"] = "worker crash" if crashed else "failed"
-            rec["reason"] = str(report.longrepr).strip().splitlines()[-1][:500] if report.longrepr else None
-        else:
-            rec["outcome"] = "passed"
+    def record(self, nodeid: str, **fields) -> dict:
+        """This test's record, made with `fields` the first time."""
+        return self.records.setdefault(nodeid, {"nodeid": nodeid, "outcome": None, "reason": None, **fields})
 
     def to_json(self) -> dict:
         s = self.settings
@@ -141,114 +219,41 @@ class Results:
             "started": self.started.isoformat(timespec="seconds"),
             "model": s.model_name, "model_path": s.model,
             "protocol": {"new_tokens": s.new_tokens, "cycles": s.cycles, "warmup_cycles": 1,
-                         "batch_sizes": s.batch_sizes, "cpus": list(s.cpus) if s.cpus else None},
+                         "profile_cycles": s.profile_cycles, "batch_sizes": s.batch_sizes,
+                         "cpus": list(s.cpus) if s.cpus else None},
             "fingerprint": self.fingerprint or fingerprint(),
             "hardware_profile": self.profile,
             "memory_bandwidth_gb_s": self.memory_bandwidth,
             "baseline_file": str(self.baseline_file) if self.baseline_file else None,
-            "backends": self.backends_json(),
+            "backends": self.backends,
             "tests": list(self.records.values()),
         }
 
-    def backends_json(self) -> dict:
-        return {**self.merged_backends,
-                **{bid: {"info": h.info, "unavailable": h.unavailable, "failure": h.failure}
-                   for bid, h in self.handles.items()}}
+    def dumps(self) -> str:
+        return json.dumps(strict_json(self.to_json()), indent=1, allow_nan=False) + "\n"
+
+    def write(self, path: Path) -> None:
+        files.write_atomically(path, self.dumps())
 
     # -- pytest-xdist: each worker measures its backends; the controller merges and reports --
     def worker_output(self) -> str:
-        return json.dumps({"records": self.records, "backends": self.backends_json(),
-                           "memory_bandwidth": self.memory_bandwidth, "baseline_notes": self.baseline_notes})
+        return json.dumps(strict_json({"records": self.records, "backends": self.backends,
+                                       "memory_bandwidth": self.memory_bandwidth}))
 
     def merge(self, output: str) -> None:
         data = json.loads(output)
-        self.records.update(data["records"])
-        self.merged_backends.update(data["backends"])
+        self.records.update({r["nodeid"]: r for r in merge_tests(list(self.records.values()),
+                                                                 list(data["records"].values()))})
+        self.backends.update(data["backends"])
         self.memory_bandwidth = self.memory_bandwidth or data["memory_bandwidth"]
-        self.baseline_notes += data["baseline_notes"]
-
-    def write(self, path: Path) -> None:
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=1) + "\n")
-        tmp.replace(path)
-
-    # -- the terminal summary --------------------------------------------------------------
-    def verdict_summary(self) -> list[str]:
-        judged = [r for r in self.records.values() if r.get("verdict")]
-        if not judged:
-            return []
-        counts = {}
-        for rec in judged:
-            counts[rec["verdict"]] = counts.get(rec["verdict"], 0) + 1
-        lines = [f"verdicts against {self.baseline_file} (profile {self.profile}): "
-                 + ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items()))
-                 + "  (= no change, ? inconclusive)"]
-        for rec in judged:
-            if rec["verdict"] not in ("NO CHANGE", "NEW"):
-                lines.append(f"  {rec['backend']} bs={rec['batch_size']}: {rec['verdict_detail']}")
-        if "NEW" in counts and not self.settings.update_baselines:
-            lines.append(f"  {counts['NEW']} entries have no baseline: record them with "
-                         f"`pytest perf --update-baselines` (writes {self.baseline_file})")
-        lines += [f"  baseline {note}" for note in self.baseline_notes]
-        return lines
-
-    def table(self) -> list[str]:
-        """Backend rows x batch-size columns of ms/token, and the correctness verdicts."""
-        speed = [r for r in self.records.values() if r["test"] == baselines.SPEED_TEST]
-        checks = [r for r in self.records.values() if r["test"] != baselines.SPEED_TEST and r["backend"]]
-        ids = [b for b in (self.specs or BACKENDS) if any(r["backend"] == b for r in speed + checks)]
-        sizes = sorted({r["batch_size"] for r in speed})
-        notes: list[str] = []
-
-        def note(text: str) -> str:
-            if text not in notes:
-                notes.append(text)
-            return f"[{notes.index(text) + 1}]"
-
-        header = ["backend"] + [f"bs={b}" for b in sizes] + ["correctness"]
-        rows = []
-        for bid in ids:
-            row = [bid]
-            for size in sizes:
-                rec = next((r for r in speed if r["backend"] == bid and r["batch_size"] == size), None)
-                row.append(_cell(rec, note))
-            mine = [r for r in checks if r["backend"] == bid]
-            bad = [r for r in mine if r["outcome"] in ("failed", "worker crash")]
-            if bad:
-                row.append("FAIL: " + ", ".join(r["test"].removeprefix("test_") for r in bad))
-            elif mine and all(r["outcome"] == "skipped" for r in mine):
-                row.append("skipped " + note(mine[0]["reason"] or ""))
-            else:
-                row.append("ok" if mine else "-")
-            rows.append(row)
-        widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
-        fmt = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
-        lines = [f"ms/token, {self.settings.model_name}, {self.settings.new_tokens} new tokens, "
-                 f"median of {self.settings.cycles} cycles", fmt(header)]
-        lines += [fmt(r) for r in rows]
-        lines += [f"[{i}] {text}" for i, text in enumerate(notes, 1)]
-        return lines
 
 
-MARKERS = {"REGRESSION": "REGRESSION", "IMPROVEMENT": "improved", "NO CHANGE": "=",
-           "INCONCLUSIVE": "?", "NEW": "new", "REFUSED": "refused"}
-
-
-def _cell(rec: dict | None, note) -> str:
-    if rec is None:
-        return "-"
-    if rec["outcome"] == "oom":
-        marker = MARKERS.get(rec.get("verdict"), "")
-        return f"OOM {marker}".rstrip() if marker not in ("", "=", "new") else "OOM"
-    if rec["outcome"] == "skipped":
-        return "skip " + note(rec["reason"] or "")
-    if rec.get("ms_per_token") is None:
-        return "FAIL" if rec["outcome"] in ("failed", "worker crash") else "-"
-    text = f"{rec['ms_per_token']:.2f}"
-    if rec.get("change") is not None:
-        text += f" {rec['change']:+.1%}"
-    if rec.get("verdict"):
-        text += f" {MARKERS[rec['verdict']]}"
-    return text + (" FAIL" if rec["outcome"] == "failed" and rec.get("verdict") != "REGRESSION" else "")
-
-
+def strict_json(value):
+    """`value` with every NaN or infinity replaced by null: results files are strict JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    return value

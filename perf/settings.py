@@ -14,8 +14,7 @@ import pytest
 from perf import protocol
 from perf.backends import BACKENDS
 
-REPO = Path(__file__).resolve().parents[1]
-EMBEDDED_MODEL = REPO / "perf" / "assets" / "tiny-bloom"
+EMBEDDED_MODEL = Path(__file__).resolve().parent / "assets" / "tiny-bloom"
 DEFAULT_WORKER_TIMEOUT = 1800.0
 ENV_VAR = re.compile(r"^PERF_BACKEND_(.+)_(PYTHON|PYTHONPATH)$")
 
@@ -37,7 +36,7 @@ class Settings:
     results: Path
     worker_timeout: float
     backend_envs: dict[str, BackendEnv] = field(default_factory=dict)
-    baselines_dir: Path = REPO / "baselines"
+    baselines_dir: Path = Path("baselines")  # the store; the command line's default is <rootdir>/baselines
     hardware: str | None = None  # the hardware profile; None: derived from the fingerprint
     update_baselines: str | None = None  # None, "yes", "force" or "pool"
     strict_perf: bool = False
@@ -45,6 +44,7 @@ class Settings:
     hostfile: "Hostfile | None" = None  # multi-rank backends start with DeepSpeed's launcher
     max_memory: dict | None = None  # accelerate's max_memory for accel_* ({0: "70GiB", "cpu": ...}); None: its default
     cpus: tuple[int, ...] | None = None  # --cpus: the workers' CPUs (ranks take a share each); None: unpinned
+    profile_cycles: int = protocol.PROFILE_CYCLES  # profiled cycles after the timed ones (0: none)
 
     @property
     def random_weights(self) -> bool:
@@ -80,10 +80,14 @@ def add_options(parser) -> None:
                     help=f"new tokens per generated row (default: {protocol.NEW_TOKENS})")
     group.addoption("--cycles", default=str(protocol.CYCLES), metavar="N",
                     help=f"timed generate calls per batch size, after one warm-up (default: {protocol.CYCLES})")
+    group.addoption("--profile-cycles", default=str(protocol.PROFILE_CYCLES), metavar="N",
+                    help="cycles run under torch.profiler after the timed ones, for the GPU kernel time, kernel "
+                         "launches and (on CPU) aten operators per token; 0 turns them off "
+                         f"(default: {protocol.PROFILE_CYCLES})")
     group.addoption("--results", default="perf-results.json", metavar="PATH",
                     help="where to write every sample, figure and outcome (default: perf-results.json)")
-    group.addoption("--baselines", default=str(REPO / "baselines"), metavar="DIR",
-                    help="baseline store: DIR/<hardware profile>/<model>.json (default: baselines/ of the repository)")
+    group.addoption("--baselines", default=None, metavar="DIR",
+                    help="baseline store: DIR/<hardware profile>/<model>.json (default: baselines/ in pytest's rootdir)")
     group.addoption("--hardware", default=None, metavar="NAME",
                     help="hardware profile naming the baseline file, e.g. 8xA100-SXM4-80GB "
                          "(default: derived from the devices found, e.g. 1xH200, cpu-amd-epyc-2c)")
@@ -113,6 +117,24 @@ def add_options(parser) -> None:
     group.addoption("--worker-timeout", default=str(DEFAULT_WORKER_TIMEOUT), metavar="SECONDS",
                     help="kill a backend worker that does not answer one request in this time "
                          f"(default: {DEFAULT_WORKER_TIMEOUT:g})")
+
+
+def _count(option: str, text: str) -> int:
+    """A whole number >= 0."""
+    if not text.strip().isdecimal():
+        raise pytest.UsageError(f"{option} {text!r}: expected a whole number >= 0, e.g. {option} 2 (0 turns it off)")
+    return int(text)
+
+
+HARDWARE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+
+
+def parse_hardware(text: str | None) -> str | None:
+    """--hardware names one folder of the store: a plain name, never a path."""
+    if text is not None and not HARDWARE_NAME.match(text):
+        raise pytest.UsageError(f"--hardware {text!r}: a hardware profile is one plain name (letters, digits, "
+                                "'.', '_', '+', '-'; not a path), e.g. --hardware 8xA100-80GB")
+    return text
 
 
 def _positive(option: str, text: str, kind=int):
@@ -265,7 +287,8 @@ def resolve_model(text: str | None) -> tuple[str, str]:
     if model_type != "bloom":
         raise pytest.UsageError(f"--model {text!r}: {config} says model_type {model_type!r}; "
                                 "this suite runs BLOOM checkpoints (model_type 'bloom')")
-    return (str(path) if looks_like_path else text), name
+    # Absolute: workers run in their log folder.
+    return (str(path.resolve()) if looks_like_path else text), name
 
 
 def backend_envs(pyproject: Path, environ: dict) -> dict[str, BackendEnv]:
@@ -323,8 +346,9 @@ def from_config(config) -> Settings:
         results=Path(opt("--results")),
         worker_timeout=_positive("--worker-timeout", opt("--worker-timeout"), float),
         backend_envs=backend_envs(Path(config.rootpath) / "pyproject.toml", dict(os.environ)),
-        baselines_dir=Path(opt("--baselines")),
-        hardware=opt("--hardware"),
+        baselines_dir=Path(opt("--baselines")) if opt("--baselines") else Path(config.rootpath) / "baselines",
+        hardware=parse_hardware(opt("--hardware")),
+        profile_cycles=_count("--profile-cycles", opt("--profile-cycles")),
         update_baselines=_update_mode(opt("--update-baselines")),
         strict_perf=opt("--strict-perf"),
         world_size=world_size, hostfile=hostfile,

@@ -3,12 +3,12 @@
 Test ids carry the backend id and batch size: `pytest perf -k ds_int8`, `-k bs8`.
 """
 import math
-import statistics
 
 import pytest
 
 from perf import protocol
 from perf.correctness import THRESHOLDS, greedy_agreement, logits_agreement
+from perf.figures import speed_figures
 from perf.handle import fail_remote
 from perf.launcher import RemoteError
 
@@ -71,22 +71,14 @@ def _run_rounds(benchmark, target, rounds: int, warmup: int) -> None:
         benchmark.pedantic(target, rounds=rounds, warmup_rounds=warmup, iterations=1)
 
 
-def roofline(backend, perf_run, cycles: list, ttft: list, new_tokens: int) -> dict:
-    """A decode step reads every weight once: weight bytes / time per output token is the
-    bandwidth achieved, to hold against the device's (a large copy, measured once per run)."""
-    if new_tokens < 2 or not backend.info.get("weight_bytes"):
-        return {}
-    tpot = (statistics.median(c["seconds"] for c in cycles) - statistics.median(ttft)) / (new_tokens - 1)
-    if perf_run.memory_bandwidth is None:
+def _memory_bandwidth(backend, perf_run) -> float | None:
+    """The device's copy bandwidth, measured once per run: the roofline's ceiling."""
+    if perf_run.run.memory_bandwidth is None and backend.info.get("weight_bytes"):
         try:
-            perf_run.memory_bandwidth = backend.call("memory_bandwidth")["gb_per_s"]
+            perf_run.run.memory_bandwidth = backend.call("memory_bandwidth")["gb_per_s"]
         except RemoteError:  # no room for the copy next to this model: no ceiling this time
             pass
-    achieved = backend.info["weight_bytes"] / tpot / 1e9 if tpot > 0 else None
-    ceiling = perf_run.memory_bandwidth
-    return {"tpot_ms": 1000 * tpot, "weight_gb": backend.info["weight_bytes"] / 1e9,
-            "weight_bandwidth_gb_s": achieved, "device_bandwidth_gb_s": ceiling,
-            "bandwidth_fraction": achieved / ceiling if achieved and ceiling else None}
+    return perf_run.run.memory_bandwidth
 
 
 def _oom(backend, perf_run, record, reason: str):
@@ -101,15 +93,19 @@ def test_ms_per_token(backend, batch_size, benchmark, perf_settings, perf_run, p
     if backend.oom_at is not None and batch_size > backend.oom_at:
         _oom(backend, perf_run, perf_record, f"not run: out of memory at bs={backend.oom_at} already")
     cycles = []
+    new_tokens = perf_settings.new_tokens
 
     def one_cycle():
-        cycles.append(backend.call("cycle", batch_size=batch_size, new_tokens=perf_settings.new_tokens))
+        cycles.append(backend.call("cycle", batch_size=batch_size, new_tokens=new_tokens))
 
     try:
         backend.call("reset_peak_memory")
         _run_rounds(benchmark, one_cycle, perf_settings.cycles, protocol.WARMUP_CYCLES)
         memory = backend.call("peak_memory")
-        ttft = [backend.call("first_token", batch_size=batch_size)["seconds"] for _ in range(perf_settings.cycles)]
+        ttft = [backend.call("first_token", batch_size=batch_size) for _ in range(perf_settings.cycles)]
+        # After the timed cycles, never among them: a profiled cycle runs 30-60% longer.
+        profiled = [backend.call("profiled_cycle", batch_size=batch_size, new_tokens=new_tokens)
+                    for _ in range(perf_settings.profile_cycles)]
     except RemoteError as exc:
         if exc.kind != "oom":
             fail_remote(exc)
@@ -117,25 +113,11 @@ def test_ms_per_token(backend, batch_size, benchmark, perf_settings, perf_run, p
         _oom(backend, perf_run, perf_record, f"out of memory at bs={batch_size}: {exc.error[:200]}")
 
     timed = cycles[protocol.WARMUP_CYCLES:]
-    ms = [1000 * c["seconds"] / c["new_tokens"] for c in timed]
-    figures = {
-        "ms_per_token": statistics.median(ms),
-        "ms_per_token_samples": ms,
-        # The article's figure: total time of all cycles over all their new tokens.
-        "ms_per_token_article": 1000 * sum(c["seconds"] for c in timed) / sum(c["new_tokens"] for c in timed),
-        "cycle_seconds": [c["seconds"] for c in timed],
-        "host_probe_ms_samples": [c["host_probe_ms"] for c in timed],
-        "new_tokens_per_cycle": [c["new_tokens"] for c in timed],
-        "ttft_ms": 1000 * statistics.median(ttft),
-        "ttft_ms_samples": [1000 * t for t in ttft],
-        "peak_memory": memory,
-        "load_s": backend.info.get("load_s"),
-        **roofline(backend, perf_run, timed, ttft, perf_settings.new_tokens),
-    }
+    figures = speed_figures(timed, ttft, memory, profiled, backend.info, _memory_bandwidth(backend, perf_run), new_tokens)
     perf_record.update(figures)
-    benchmark.extra_info.update(figures)
-    expected = batch_size * perf_settings.new_tokens
+    benchmark.extra_info.update({k: v for k, v in figures.items() if k != "profile"})
+    expected = batch_size * new_tokens
     assert all(c["new_tokens"] % expected == 0 and c["new_tokens"] for c in timed), (
         f"a cycle made {[c['new_tokens'] for c in timed]} new tokens; expected {expected} per stream")
-    assert all(math.isfinite(x) and x > 0 for x in ms)
+    assert all(math.isfinite(x) and x > 0 for x in figures["ms_per_token_samples"])
     perf_run.assert_verdict(perf_run.judge(backend, perf_record))

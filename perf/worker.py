@@ -19,9 +19,23 @@ import sys
 import time
 import traceback
 
-from perf import protocol
+from perf import cputime, protocol
 from perf.backends import BackendUnavailable
-from perf.launcher import PIN_ENV
+from perf.launcher import PIN_ENV, PROGRESS
+
+
+def announce(text: str) -> None:
+    """A line for the user: pytest prints it while it waits for this worker (perf.handle)."""
+    sys.stderr.write(PROGRESS + text + "\n")
+    sys.stderr.flush()
+
+
+def _op_cache_per_virtualenv() -> None:
+    """DeepSpeed JIT-compiles its ops into TORCH_EXTENSIONS_DIR (default ~/.cache/torch_extensions).
+    Two virtualenvs sharing it rebuild each other's build of an op every run (their DeepSpeed
+    sources sit at other paths); in a virtualenv, the ops go into it instead."""
+    if "TORCH_EXTENSIONS_DIR" not in os.environ and sys.prefix != sys.base_prefix:
+        os.environ["TORCH_EXTENSIONS_DIR"] = os.path.join(sys.prefix, "torch_extensions")
 
 
 def _die_with_parent() -> None:
@@ -108,23 +122,42 @@ class Session:
         return inputs, out
 
     def cycle(self, batch_size: int, new_tokens: int) -> dict:
-        """One timed call of the seed protocol: tokenize + generate + decode, between syncs."""
+        """One timed call of the seed protocol: tokenize + generate + decode, between syncs; with
+        the host CPU time it took and the host's load meanwhile (perf.cputime), over all ranks."""
         prompts = protocol.batch_prompts(batch_size)
         probe_before = protocol.host_probe_ms()
         self.adapter.synchronize()
-        start = time.perf_counter()
-        inputs, out = self._generate(prompts, new_tokens)
-        self.adapter.tokenizer.batch_decode(out, skip_special_tokens=True)
-        self.adapter.synchronize()
-        seconds = time.perf_counter() - start
+        with cputime.CycleClock() as clock:
+            start = time.perf_counter()
+            inputs, out = self._generate(prompts, new_tokens)
+            self.adapter.tokenizer.batch_decode(out, skip_special_tokens=True)
+            self.adapter.synchronize()
+            seconds = time.perf_counter() - start
         # As transformers-bloom-inference counts: output length - padded input length, per row.
         tokens = (out.shape[1] - inputs["input_ids"].shape[1]) * out.shape[0]
         return {"seconds": seconds, "new_tokens": tokens * self.adapter.streams,
-                "host_probe_ms": (probe_before + protocol.host_probe_ms()) / 2}
+                "host_probe_ms": (probe_before + protocol.host_probe_ms()) / 2,
+                **cputime.combine(_gather(clock.figures()))}
 
     def first_token(self, batch_size: int) -> dict:
         """Time to first token: the same call with one new token (prefill + one decode step)."""
         return {"seconds": self.cycle(batch_size, 1)["seconds"]}
+
+    def profiled_cycle(self, batch_size: int, new_tokens: int) -> dict:
+        """One generate of the seed protocol's batch under torch.profiler (perf.profiling): GPU
+        kernels per step, or aten operators per token on a CPU; the slowest rank's figures, and
+        each rank's."""
+        from perf import profiling
+        prompts = protocol.batch_prompts(batch_size)
+
+        def generate(stopping_criteria) -> int:
+            inputs, out = self._generate(prompts, new_tokens, stopping_criteria=stopping_criteria)
+            return (out.shape[1] - inputs["input_ids"].shape[1]) * out.shape[0] * self.adapter.streams
+
+        self.adapter.synchronize()
+        ranks = _gather(profiling.profiled_generate(generate, self.adapter.cuda))
+        slowest = max(ranks, key=lambda r: r["decode"]["kernel_ms"] if r["activity"] == "cuda" else r["aten_ops"])
+        return {**slowest, "per_rank": [_rank_summary(r) for r in ranks]} if len(ranks) > 1 else slowest
 
     def memory_bandwidth(self) -> dict:
         return {"gb_per_s": self.adapter.memory_bandwidth()}
@@ -160,6 +193,23 @@ class Session:
         if int(os.environ.get("RANK", "0")) == 0:
             torch.save(logprobs, path)
         return {"positions": int(mask.sum())}
+
+
+def _gather(mine: dict) -> list[dict]:
+    """Every rank's `mine`, in rank order (each rank calls this at the same point of a request)."""
+    import torch.distributed as dist
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return [mine]
+    everyone = [None] * dist.get_world_size()
+    dist.all_gather_object(everyone, mine)
+    return everyone
+
+
+def _rank_summary(profiled: dict) -> dict:
+    if profiled["activity"] == "cuda":
+        return {"decode_kernel_ms": profiled["decode"]["kernel_ms"], "prefill_kernel_ms": profiled["prefill"]["kernel_ms"],
+                "decode_launches": profiled["decode"]["launches"]}
+    return {"aten_ops": profiled["aten_ops"]}
 
 
 def versions() -> dict:
@@ -228,6 +278,7 @@ def _channel(rank: int):
 
 def main() -> None:
     _die_with_parent()
+    _op_cache_per_virtualenv()
     _pin()
     rank, world = _init_ranks()
     requests, replies = _channel(rank)

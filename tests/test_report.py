@@ -5,8 +5,8 @@ import shutil
 
 import pytest
 
-from tests.conftest import ARTICLE, REPO, article_tables
-from tools import report
+from tests.conftest import REPO, article_tables
+from perf import report
 
 DATA = REPO / "tests" / "data"
 RUN1, RUN2 = DATA / "h200-560m-run1.json", DATA / "h200-560m-run2.json"  # two H200 processes
@@ -26,7 +26,6 @@ def _rows(markdown: str) -> dict:
     return rows
 
 
-@pytest.mark.skipif(not ARTICLE.exists(), reason=f"the seed article is not beside the checkout ({ARTICLE})")
 @pytest.mark.parametrize("index, profile", [(0, "8xA100-80GB"), (1, "4xA100-80GB")])
 def test_published_baselines_render_back_to_the_articles_tables(index, profile, capsys):
     assert report.main(["--baseline-only", str(REPO / "baselines" / profile / "bigscience--bloom.json")]) == 0
@@ -53,9 +52,8 @@ def test_run_against_run_uses_both_sides_samples(capsys):
 def test_improvements_are_listed_and_one_against_a_single_run_says_to_confirm_it(capsys):
     """The H200's BLOOM-560m run 2 against run 1 alone (same code): 3 IMPROVEMENTs, each listed
     with the warning that one process's baseline leaves out how much processes differ."""
-    results = REPO / "docs" / "results"
-    runs = [results / f"synthetic-bloom-560m-1xH200-20261130-{part}.json" for part in ("run2", "run2-int8")]
-    store = results / "synthetic-bloom-560m-1xH200-20261130-run1-baselines"
+    runs = [DATA / "h200-560m-20261130" / f"{part}.json" for part in ("run2", "run2-int8")]
+    store = DATA / "h200-560m-20261130" / "run1-baselines"
     assert report.main([*map(str, runs), "--against", str(store)]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[0] == "**3 improvements, 3 unchanged, 10 inconclusive**"
@@ -134,7 +132,7 @@ def test_plot_is_a_png(tmp_path):
 
 
 @pytest.mark.parametrize("case, message", [
-    ("missing", "cannot read results file"),
+    ("missing", "cannot read the results file"),
     ("empty", "results file is not valid JSON (empty or truncated?)"),
     ("other-model", "no baseline for profile 'cpu-amd-epyc-2c' and model 'synthetic-bloom-560m'"),
     ("other-run", "results of model 'tiny-bloom', but RESULTS are 'synthetic-bloom-560m'"),

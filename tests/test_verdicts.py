@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from perf.baselines import CPU_THRESHOLD
+from perf.stats import hodges_lehmann, mann_whitney_counts, moses_rank, paired_shift, signed_rank_counts
 from perf.verdicts import (IMPROVEMENT, INCONCLUSIVE, NO_CHANGE, REGRESSION, compare_samples,
-                           compare_to_value, compare_with_host, hodges_lehmann, mann_whitney_counts,
-                           moses_rank, paired_shift, signed_rank_counts)
+                           compare_to_value, compare_with_host)
 
 
 def test_mann_whitney_null_distribution_small_cases():
@@ -22,8 +22,8 @@ def test_mann_whitney_null_distribution_small_cases():
 
 def test_moses_rank_5_vs_5_at_95_percent():
     # P(U <= 2) = 4/252 = 0.0159 <= 0.025 < P(U <= 3) = 7/252: the 3rd smallest to 3rd largest.
-    c, achieved = moses_rank(5, 5, 0.95)
-    assert c == 3 and achieved == pytest.approx(1 - 8 / 252)
+    c, achieved, exact = moses_rank(5, 5, 0.95)
+    assert c == 3 and achieved == pytest.approx(1 - 8 / 252) and exact
     # The smallest two-sided p with 5 vs 5 is 2/252 = 0.0079 (DESIGN.md): 99.5% needs c = 0.
     assert moses_rank(5, 5, 0.995)[0] == 0
     assert moses_rank(2, 2, 0.95)[0] == 0  # too few samples for any interval
@@ -45,7 +45,7 @@ def test_paired_interval_ranks_match_the_published_critical_values():
         walsh = sorted((a + b) / 2 for i, a in enumerate(logs) for b in logs[i:])
         _, low, high, achieved = paired_shift([math.exp(x) for x in logs])
         assert (low, high) == pytest.approx((walsh[critical], walsh[-critical - 1])) and achieved >= 0.95
-    assert paired_shift([1.1] * 5)[1] == -math.inf  # 5 pairs: no 95% interval exists
+    assert paired_shift([1.1] * 5).low == -math.inf  # 5 pairs: no 95% interval exists
     estimate, low, high, _ = paired_shift([1.2] * 8)
     assert (estimate, low, high) == pytest.approx((math.log(1.2),) * 3)
 
@@ -56,7 +56,7 @@ def test_hodges_lehmann_on_a_known_shift():
     shift, low, high, _ = hodges_lehmann(new, base, confidence=0.8)
     # Differences log(1.2 x_i / x_j): the median pair is i == j, i.e. log(1.2).
     assert shift == pytest.approx(math.log(1.2))
-    c, _ = moses_rank(3, 3, 0.8)  # counts 1,1,2,3,3,... of 20: P(U<=0) = 0.05 <= 0.1 < P(U<=1)
+    c, _, _ = moses_rank(3, 3, 0.8)  # counts 1,1,2,3,3,... of 20: P(U<=0) = 0.05 <= 0.1 < P(U<=1)
     assert c == 1
     diffs = sorted(math.log(a) - math.log(b) for a in new for b in base)
     assert (low, high) == (diffs[0], diffs[-1])

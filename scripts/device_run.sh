@@ -1,6 +1,6 @@
 #!/bin/bash
 # Run the suite on a lent GPU machine (the `device` tool) and leave the results under $OUT.
-# Usage there: bash tools/device_run.sh NAME [pytest perf arguments...]
+# Usage there: bash scripts/device_run.sh NAME [pytest perf arguments...]
 # Expects the wheels of shared/offline-gpu in .whl (deepspeed, bitsandbytes, transformers 4.43.4).
 set -uo pipefail
 name=${1:?usage: device_run.sh NAME [pytest args]}; shift

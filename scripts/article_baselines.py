@@ -1,6 +1,6 @@
 """Write the article's two tables as published baselines (bigscience/bloom, BLOOM-176B).
 
-    python tools/article_baselines.py        # rewrites baselines/{8,4}xA100-80GB/bigscience--bloom.json
+    python scripts/article_baselines.py        # rewrites baselines/{8,4}xA100-80GB/bigscience--bloom.json
 
 Source: "Achieving Blazing-Fast BLOOM Inference with DeepSpeed and Accelerate" (DailyGlimpse,
 2026-04-26; shared/seed/bloom-inference-article.txt): ms/token, greedy, 100 new tokens, on

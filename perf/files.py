@@ -1,0 +1,57 @@
+"""Writing the suite's files so that a failure (a full disk, a killed process) loses nothing
+already there: whole files replaced atomically, whole lines appended or none, one writer at a time."""
+import fcntl
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Replace `path` with `text`, or leave it as it was (and no temporary file) if that fails."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def append_lines(path: Path, lines: list[str]):
+    """Append whole lines, or none: a write cut short (a full disk) is truncated back. Returns a
+    function that takes them out again (for a change that then failed)."""
+    path = Path(path)
+    if not lines:
+        return lambda: None
+    data = "".join(line + "\n" for line in lines).encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        start = os.fstat(fd).st_size
+        try:
+            written = os.write(fd, data)
+            if written != len(data):
+                raise OSError(28, f"No space left on device (wrote {written} of {len(data)} bytes)", str(path))
+            os.fsync(fd)
+        except OSError:
+            os.ftruncate(fd, start)
+            raise
+    finally:
+        os.close(fd)
+
+    def undo() -> None:
+        with open(path, "r+b") as f:
+            f.truncate(start)
+    return undo
+
+
+@contextmanager
+def locked(path: Path):
+    """Hold `<path>.lock` exclusively: two pytest processes updating one file take turns."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield

@@ -1,0 +1,62 @@
+"""Record baseline entries from results files already written, as `--update-baselines` does at
+the end of each timed test, without running anything again.
+
+    perf-record-baselines RESULTS.json [RESULTS.json ...] [--baselines DIR] [--pool | --force]
+
+(`python -m perf.record` and `python tools/record_baselines.py` are the same command.)
+
+For a run reviewed after the fact (a nightly job's artifact, a GPU session's results), or to pool
+several runs into one baseline: with --pool each file, in the order given, adds its samples to
+the entries (a file whose samples are already in an entry is not added twice). Entries go to
+`DIR/<hardware profile>/<model>.json` under the same rules as --update-baselines (lock, history,
+published entries kept unless --force); each entry is dated when its run started. Every file is
+read and checked before anything is written. Exit status 2 on bad input, with one line on stderr.
+"""
+import argparse
+import sys
+from pathlib import Path
+
+from perf import baselines, results
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="perf-record-baselines", description=__doc__.splitlines()[0])
+    ap.add_argument("results", nargs="+", type=Path, help="the suite's results files (--results)")
+    ap.add_argument("--baselines", type=Path, default=Path("baselines"),
+                    help="the store (default: ./baselines)")
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--pool", action="store_true", help="add the samples to the entries instead of replacing them")
+    mode.add_argument("--force", action="store_true", help="also replace published entries")
+    args = ap.parse_args(argv)
+    try:
+        planned = [(path, results.read(path)) for path in args.results]
+    except results.ResultsError as exc:
+        print(f"record-baselines: {exc}", file=sys.stderr)
+        return 2
+    per_file = []  # every file read and turned into entries before anything is written
+    for path, run in planned:
+        if run.get("hardware_profile") is None:
+            print(f"record-baselines: {path}: no hardware profile (the run measured nothing?)", file=sys.stderr)
+            return 2
+        per_file.append(baselines.entries_from(run["tests"], run["fingerprint"], run["hardware_profile"],
+                                               date=run["started"]))
+    for (path, run), by_profile in zip(planned, per_file):
+        if not by_profile:
+            print(f"{path}: no measured ms/token record; nothing recorded")
+        for profile, entries in by_profile.items():
+            target = baselines.baseline_path(args.baselines, profile, run["model"])
+            try:
+                notes = baselines.update(target, profile, run["model"], entries,
+                                         "pool" if args.pool else "force" if args.force else "yes")
+            except baselines.BaselineError as exc:  # the file is left as it was
+                print(f"record-baselines: {exc}", file=sys.stderr)
+                return 2
+            except OSError as exc:
+                print(f"record-baselines: cannot write {target}: {exc.strerror}; it is left as it was", file=sys.stderr)
+                return 2
+            print(f"{path} -> {target}: " + "; ".join(notes))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""One pytest session of the suite: its settings, the backends it loaded, the baseline file of its
+hardware profile and model, and its results (perf.results.Run). The plugin (perf.plugin) keeps one
+in the config's stash; the fixtures and tests reach it as `perf_run`."""
+from pathlib import Path
+
+from perf import baselines, results, verdicts
+from perf.backends import BACKENDS
+from perf.verdicts import INCONCLUSIVE, REGRESSION, Verdict
+
+
+class PerfSession:
+    def __init__(self, settings):
+        self.settings = settings
+        self.run = results.Run(settings)
+        self.handles: dict = {}  # backend id -> BackendHandle
+        self.specs: dict | None = None  # backend id -> BackendSpec (perf.plugin.session_backends)
+        self.baseline: dict | None = None  # the validated baseline file of this profile and model
+        self.baseline_notes: list[str] = []
+
+    @property
+    def records(self) -> dict:
+        return self.run.records
+
+    @property
+    def baseline_file(self) -> Path | None:
+        return self.run.baseline_file
+
+    def prepare_baselines(self) -> None:
+        """Fingerprint the machine and read this profile's baseline file (BaselineError if bad)."""
+        run = self.run
+        run.fingerprint = results.fingerprint()
+        run.profile = self.settings.hardware or baselines.hardware_profile(run.fingerprint)
+        run.baseline_file = baselines.baseline_path(self.settings.baselines_dir, run.profile, self.settings.model_name)
+        self.baseline = baselines.load(run.baseline_file)
+
+    # -- records -------------------------------------------------------------------------------
+    def record(self, item) -> dict:
+        params = getattr(item, "callspec", None)
+        params = params.params if params else {}
+        backend = params.get("backend")
+        spec = (self.specs or BACKENDS).get(backend)
+        return self.run.record(item.nodeid, test=item.originalname, backend=backend,
+                               dtype=spec.dtype if spec else None, batch_size=params.get("batch_size"),
+                               model=self.settings.model_name)
+
+    def on_report(self, item, report) -> None:
+        rec = self.record(item)
+        # Seconds per phase (setup includes a backend's load): what plans a time-limited GPU call.
+        rec.setdefault("seconds", {})[report.when] = round(report.duration, 3)
+        if report.when != "call" and report.passed:
+            return
+        if rec["outcome"] == "oom":  # set by the test; the skip it raised says the same
+            return
+        if report.skipped:
+            rec["outcome"] = "skipped"
+            rec["reason"] = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        elif report.failed:
+            handle = self.handles.get(rec["backend"])
+            crashed = handle is not None and handle.worker is not None and handle.worker.dead
+            rec["outcome"] = "worker crash" if crashed else "failed"
+            rec["reason"] = rec.get("reason") or _reason(report)
+        else:
+            rec["outcome"] = "passed"
+        self.snapshot_backends()
+
+    def snapshot_backends(self) -> None:
+        self.run.backends.update({bid: {"info": h.info, "unavailable": h.unavailable, "failure": h.failure}
+                                  for bid, h in self.handles.items()})
+
+    # -- verdicts ------------------------------------------------------------------------------
+    def judge(self, handle, record: dict) -> Verdict:
+        """The verdict of one ms/token record against its baseline entry; noted in the record."""
+        entry = ((self.baseline or {}).get("entries", {}).get(handle.spec.id, {})
+                 .get(baselines.entry_key(record["batch_size"])))
+        record["protocol"] = baselines.protocol_of(self.settings, handle.info)
+        record["versions"] = handle.info.get("versions")
+        # Under pytest -n on GPUs each xdist worker sees its share of the GPUs: its own profile.
+        record["hardware_profile"] = self.run.profile
+        record["device_count"] = self.run.fingerprint["device_count"]
+        verdict = verdicts.judge(entry, record, record["protocol"])
+        record.update(verdict=verdict.kind, verdict_detail=verdict.describe(), change=verdict.change,
+                      decided_by=verdict.decided_by,
+                      evidence={name: v.as_json() for name, v in verdict.evidence.items()})
+        if entry is not None:
+            record["baseline"] = {"ms_per_token": entry["ms_per_token"], "outcome": entry["outcome"],
+                                  "provenance": entry["provenance"]["kind"]}
+        return verdict
+
+    def assert_verdict(self, verdict: Verdict) -> None:
+        import pytest
+        if verdict.kind == REGRESSION or (verdict.kind == INCONCLUSIVE and self.settings.strict_perf):
+            pytest.fail(f"{verdict.describe()} against {self.baseline_file}", pytrace=False)
+
+    def update_baselines(self, records) -> None:
+        """Write these records' entries (called after each ms/token test: a killed run keeps them)."""
+        run = self.run
+        by_profile = baselines.entries_from(records, run.fingerprint, run.profile)
+        for profile, entries in by_profile.items():
+            path = baselines.baseline_path(self.settings.baselines_dir, profile, self.settings.model_name)
+            self.baseline_notes += baselines.update(path, profile, self.settings.model_name, entries,
+                                                    self.settings.update_baselines)
+
+
+def _reason(report) -> str | None:
+    """The line of a failure that says what went wrong: the first line of the message pytest.fail
+    was given (the error, before the worker's stderr tail), else the exception's last line."""
+    longrepr = report.longrepr
+    if longrepr is None:
+        return None
+    crash = getattr(getattr(longrepr, "reprcrash", None), "message", None)
+    text = crash if crash else str(longrepr)
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    if not lines:
+        return None
+    first = lines[0].removeprefix("Failed: ")
+    return first[:500]

@@ -4,6 +4,8 @@ Registered through the `pytest11` entry point named "perf.plugin" when the packa
 (and by the repository's conftest.py, under the same name, when it is not); fixtures and tests
 live in perf/conftest.py and perf/test_bloom.py.
 """
+import contextlib
+
 import pytest
 
 from perf import settings as settings_mod
@@ -117,8 +119,10 @@ def progress(config, text: str) -> None:
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter is None or hasattr(config, "workerinput") or config.get_verbosity() < -1:
         return
-    reporter.ensure_newline()
-    reporter.write_line(f"perf: {text}")
+    capture = config.pluginmanager.get_plugin("capturemanager")  # a load runs in a fixture, captured
+    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+        reporter.ensure_newline()
+        reporter.write_line(f"perf: {text}")
 
 
 def _cell_line(rec: dict, seconds: float) -> str:

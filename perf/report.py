@@ -128,7 +128,9 @@ def render(run: dict, base: dict | None, described: str) -> tuple[str, dict, int
     speed = table.speed_records(records)
     counts = table.verdict_counts(records)
     skipped = sum(1 for rec in speed.values() if rec["outcome"] == "skipped")
-    failed = sum(1 for rec in records if rec["outcome"] in table.FAILED)
+    # A timed cell that failed on its verdict is counted as that verdict, not again as a failure.
+    failed = sum(1 for rec in records if rec["outcome"] in table.FAILED
+                 and not (rec["test"] == table.SPEED_TEST and rec.get("ms_per_token") is not None))
     words = [(REGRESSION, "regression"), (IMPROVEMENT, "improvement"), (verdicts.NO_CHANGE, "unchanged"),
              (INCONCLUSIVE, "inconclusive"), (verdicts.NEW, "new"), (REFUSED, "not comparable")]
     parts = [f"{counts[k]} {w}{'s' if counts[k] != 1 and w in ('regression', 'improvement') else ''}"
@@ -150,7 +152,8 @@ def render(run: dict, base: dict | None, described: str) -> tuple[str, dict, int
                               ("Weight bandwidth, GB/s (share of the device's copy bandwidth)", _bandwidth,
                                lambda v: f"{v[0]:.1f}" + (f" ({v[1]:.0%})" if v[1] else ""))):
         lines += table.figure_table(records, figure, fmt, name, True, verdict=None, rows_by_title=True).lines() + [""]
-    lines += table.correctness_table(records, THRESHOLDS).lines() + ["", table.EMOJI_LEGEND]
+    correctness = table.correctness_table(records, THRESHOLDS)
+    lines += (correctness.lines() + [""] if correctness.rows else []) + [table.EMOJI_LEGEND]
     lines += _details(records)
     return "\n".join(lines) + "\n", counts, failed
 

@@ -151,7 +151,7 @@ def compare_gpu(new: list[float], base: list[float], threshold: float) -> Verdic
 
 def short_kernel_name(name: str, width: int = 60) -> str:
     """A kernel's demangled name without its return type and arguments, shortened for a table."""
-    name = name.removeprefix("void ")
+    name = name.removeprefix("void ").replace("(anonymous namespace)::", "")
     depth, cut = 0, len(name)
     for i, ch in enumerate(name):  # the argument list: the first '(' outside template brackets
         depth += ch == "<"
@@ -175,16 +175,16 @@ def compare_kernels(new: dict, base: dict) -> Verdict:
             a, b = theirs.get(name), ours.get(name)
             short = short_kernel_name(name)
             if a is None:
-                changes.append(f"{phase}: +{short} ({b:g}/step)")
+                changes.append(f"{phase}: +{short} ({b:.3g}/step)")
             elif b is None:
-                changes.append(f"{phase}: -{short} (was {a:g}/step)")
-            elif a != b:
-                changes.append(f"{phase}: {short} {a:g} -> {b:g}/step")
+                changes.append(f"{phase}: -{short} (was {a:.3g}/step)")
+            elif abs(a - b) >= baselines.LAUNCH_TOLERANCE:
+                changes.append(f"{phase}: {short} {a:.3g} -> {b:.3g}/step")
     launches = sum(new_counts["decode"].values())
     if not changes:
-        return Verdict(NO_CHANGE, detail=f"{launches:g} kernel launches per decode step, the same kernels")
-    return Verdict(CHANGED, detail=f"{launches:g} launches per decode step (baseline "
-                                   f"{sum(base_counts['decode'].values()):g}); kernels changed: " + "; ".join(changes[:8])
+        return Verdict(NO_CHANGE, detail=f"{launches:.2f} kernel launches per decode step, the same kernels")
+    return Verdict(CHANGED, detail=f"{launches:.2f} launches per decode step (baseline "
+                                   f"{sum(base_counts['decode'].values()):.2f}); kernels changed: " + "; ".join(changes[:8])
                                    + (f"; and {len(changes) - 8} more" if len(changes) > 8 else ""))
 
 
@@ -203,7 +203,7 @@ def kernels_that_grew(new: dict, base: dict, top: int = 3) -> str:
                   reverse=True)
     parts = []
     for delta, name in grew[:top]:
-        if delta <= 0:
+        if delta <= 0 or delta < grew[0][0] / 4:  # the kernels that made the change, not the noise
             break
         was = theirs.get(name, {}).get("ms_per_step")
         parts.append(f"{short_kernel_name(name)} +{delta:.3f} ms/step" + (f" ({delta / was:+.0%})" if was else " (new)"))

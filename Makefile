@@ -21,6 +21,6 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -c constraints.txt -e '.[plot]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[plot,test]'
 	@echo "make: $(VENV) is ready"
 	touch $@

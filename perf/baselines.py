@@ -175,10 +175,16 @@ def _where(error: dict) -> str:
 
 
 # -- where entries live ----------------------------------------------------------------------
+# Device names as torch reports them -> the name the profile uses, where one card has several
+# names: the article's "8x80GB A100" tables are committed as 8xA100-80GB.
+DEVICE_ALIASES = {"A100-SXM4-80GB": "A100-80GB", "A100-80GB-PCIe": "A100-80GB"}
+
+
 def hardware_profile(fingerprint: dict) -> str:
-    """`8xA100-SXM4-80GB`, `1xH200`, or `cpu-<cpu name>-<cores>c` for a machine without GPUs."""
+    """`8xA100-80GB`, `1xH200`, or `cpu-<cpu name>-<cores>c` for a machine without GPUs."""
     if fingerprint["device_count"]:
-        names = {d.removeprefix("NVIDIA ").replace(" ", "-") for d in fingerprint["devices"]}
+        names = {DEVICE_ALIASES.get(name, name) for name in
+                 (d.removeprefix("NVIDIA ").replace(" ", "-") for d in fingerprint["devices"])}
         return f"{fingerprint['device_count']}x{'+'.join(sorted(names))}"
     cpu = re.sub(r"[^a-z0-9]+", "-", fingerprint["cpu"].lower()).strip("-")
     return f"cpu-{cpu}-{fingerprint['cpu_count']}c"
@@ -311,7 +317,7 @@ def pooled(old: dict, new: dict) -> tuple[dict | None, str]:
     samples = {k: old["samples"].get(k, []) + new["samples"].get(k, []) for k in SAMPLE_KINDS}
     first = old["provenance"].get("first_date", old["provenance"].get("date"))
     return {**new, "ms_per_token": statistics.median(samples["ms_per_token"]),
-            "ttft_ms": statistics.median(samples["ttft_ms"]) if samples["ttft_ms"] else new["ttft_ms"],
+            "ttft_ms": statistics.median(samples["ttft_ms"]) if samples["ttft_ms"] else new.get("ttft_ms"),
             "samples": samples,
             # thresholds are kept: a profile's may have been edited by hand
             **{name: old.get(name, new.get(name)) for name in ("threshold", "gpu_threshold", "memory_threshold")
@@ -327,9 +333,11 @@ def already_pooled(old: dict, new: dict) -> bool:
 
 
 # -- updates ----------------------------------------------------------------------------------
-def update(path: Path, profile: str, model: str, entries: dict, mode: str = "yes") -> list[str]:
+def update(path: Path, profile: str, model: str, entries: dict, mode: str = "yes", refuse=None) -> list[str]:
     """Merge {backend: {bsN: entry}} into the file; returns what was kept, replaced or pooled, to
-    report. mode: "yes" replaces measured entries, "force" published ones too, "pool" adds to them.
+    report. mode: "yes" replaces measured entries, "force" published ones too, "pool" adds to them
+    unless `refuse(old, new)` gives a reason not to (perf.verdicts.pool_refusal: the run was a
+    REGRESSION or INCONCLUSIVE against the entry), "force-pool" adds to them anyway.
     A write that fails (a full disk) leaves the file and its history as they were, and raises OSError."""
     force = mode == "force"
     notes = []
@@ -343,9 +351,14 @@ def update(path: Path, profile: str, model: str, entries: dict, mode: str = "yes
                     notes.append(f"kept published {backend}/{key} (replace it with --update-baselines=force)")
                     continue
                 done = "replaced" if old else "added"
-                if old is not None and mode == "pool":
+                if old is not None and mode in ("pool", "force-pool"):
                     if already_pooled(old, entry):
                         notes.append(f"kept {backend}/{key}: these samples are already in it")
+                        continue
+                    why = refuse(old, entry) if refuse and mode == "pool" else None
+                    if why:
+                        notes.append(f"kept {backend}/{key}, not pooled: {why}; pool it anyway with "
+                                     "--update-baselines=force-pool, or --pool --force")
                         continue
                     entry, why = pooled(old, entry)
                     if entry is None:  # nothing is overwritten by a run that does not belong with it

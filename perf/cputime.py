@@ -75,8 +75,8 @@ class CycleClock:
 
 def combine(ranks: list[dict]) -> dict:
     """One cycle's figures over all ranks: the slowest rank's CPU and wait times (as ms/token is the
-    slowest rank's time), and the CPU time other processes used: per host, its busy time (read by
-    its first rank) less what all its ranks ran, plus steal; summed over hosts."""
+    slowest rank's time), and the CPU time other processes used: per host, its busy time and steal
+    (read by its first rank) less what all its ranks ran; summed over hosts."""
     first = ranks[0]
     out = {key: max((r[key] for r in ranks if r[key] is not None), default=None)
            for key in ("main_cpu_s", "process_cpu_s", "run_queue_wait_s")}
@@ -86,7 +86,10 @@ def combine(ranks: list[dict]) -> dict:
         if mine[0]["host_busy_s"] is None:
             other = None
             break
-        other += max(0.0, mine[0]["host_busy_s"] - sum(r["process_cpu_s"] for r in mine)) + mine[0]["steal_s"]
+        # /proc/stat counts whole ticks per CPU: take off what its rounding could add (in a 20 ms
+        # cycle on 2 CPUs that is a whole CPU's worth), so that only what others surely used counts.
+        rounding = 2 * mine[0]["cpus"] * TICK_S
+        other += max(0.0, mine[0]["host_busy_s"] + mine[0]["steal_s"] - sum(r["process_cpu_s"] for r in mine) - rounding)
     out["other_cpu_s"] = other
     out["cpus"] = first["cpus"]
     if len(ranks) > 1:

@@ -40,8 +40,12 @@ def launch_command(python: str, world_size: int = 1, hostfile=None, control: str
     with several, DeepSpeed starts every node through pdsh, which carries no stdin, so rank 0
     connects back to `control` (HOST:PORT, passed as a worker argument: pdsh exports only some
     environment variables)."""
-    if world_size == 1:
+    if world_size == 1:  # the worker dies with pytest by itself (perf.worker)
         return [python, "-u", "-m", "perf.worker"]
+    return [python, "-m", "perf.guard", *_ranks_command(python, world_size, hostfile, control)]
+
+
+def _ranks_command(python: str, world_size: int, hostfile, control: str | None) -> list[str]:
     if hostfile is not None:
         # No ssh check (a one-host hostfile needs no ssh; several need it working anyway); the
         # slots are the ranks, so no --num_gpus; the worker takes no --local_rank argument.
@@ -59,6 +63,21 @@ def launch_command(python: str, world_size: int = 1, hostfile=None, control: str
 def control_host() -> str:
     """The name the ranks of other nodes reach this one by (PERF_CONTROL_HOST overrides it)."""
     return os.environ.get("PERF_CONTROL_HOST") or socket.gethostname()
+
+
+def shm_buffers(command: list[str]) -> list[Path]:
+    """DeepSpeed's shared-memory all-reduce buffers of the ranks a launch command starts on this
+    host (its CPU backend makes one per rank, 69 MB in /dev/shm, named by user, master address and
+    port). DeepSpeed 0.19.8 never unlinks them, not even on a clean exit: left, they hold memory."""
+    flags = {}
+    for arg in command:
+        key, equals, value = arg.partition("=")
+        if equals:
+            flags[key.lstrip("-").replace("-", "_")] = value
+    if "master_port" not in flags:
+        return []
+    return sorted(Path("/dev/shm").glob(
+        f"deepspeed_allreduce_buffer_{os.getuid()}_{flags['master_addr']}_{flags['master_port']}_*"))
 
 
 PIN_ENV = "PERF_CPUS"  # --cpus, as the workers read it
@@ -252,22 +271,8 @@ class Worker:
         except (ProcessLookupError, PermissionError):
             pass
         self.proc.wait()
-        for buffer in self.shm_buffers():
+        for buffer in shm_buffers(self.command):
             buffer.unlink(missing_ok=True)
-
-    def shm_buffers(self) -> list[Path]:
-        """DeepSpeed's shared-memory all-reduce buffers of these ranks on this host (its CPU
-        backend makes one per rank, 69 MB in /dev/shm, named by user, master address and port).
-        DeepSpeed 0.19.8 never unlinks them, not even on a clean exit: left, they hold memory."""
-        flags = {}
-        for arg in self.command:
-            key, equals, value = arg.partition("=")
-            if equals:
-                flags[key.lstrip("-").replace("-", "_")] = value
-        if self.world_size == 1 or "master_port" not in flags:
-            return []
-        return sorted(Path("/dev/shm").glob(
-            f"deepspeed_allreduce_buffer_{os.getuid()}_{flags['master_addr']}_{flags['master_port']}_*"))
 
     def stop(self, grace: float = 10.0) -> None:
         """Ask the worker to exit; kill its whole process group if it does not in time."""

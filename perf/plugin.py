@@ -5,11 +5,13 @@ Registered through the `pytest11` entry point named "perf.plugin" when the packa
 live in perf/conftest.py and perf/test_bloom.py.
 """
 import contextlib
+import json
+from pathlib import Path
 
 import pytest
 
+from perf import files, table
 from perf import settings as settings_mod
-from perf import table
 from perf.backends import BACKENDS
 from perf.baselines import BaselineError
 from perf.session import PerfSession
@@ -109,8 +111,30 @@ def pytest_runtest_makereport(item, call):
             if session.settings.update_baselines:
                 session.update_baselines([session.records[item.nodeid]])
             if not hasattr(item.config, "workerinput"):
-                session.run.write(session.settings.results)  # after every test: a killed run keeps its figures
+                session.write_results()  # after every test: a killed run keeps its figures
+            else:  # an xdist worker killed later must not take its finished records with it
+                files.write_atomically(_partial(item.config), session.run.worker_output())
     return report
+
+
+def _partial(config) -> Path:
+    """Where xdist worker gwN keeps its records as it goes, beside the results file."""
+    results = config.stash[RESULTS].settings.results
+    return results.with_name(f".{results.name}.{config.workerinput['workerid']}.partial")
+
+
+def _merge_partials(perf: PerfSession) -> None:
+    """The records of xdist workers that died before handing them over, then their files gone."""
+    results = perf.settings.results
+    for path in sorted(results.parent.glob(f".{results.name}.gw*.partial")):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        missing = {k: v for k, v in data["records"].items() if k not in perf.records}
+        if missing:
+            perf.run.merge(json.dumps({**data, "records": missing}))
+        path.unlink(missing_ok=True)
 
 
 def progress(config, text: str) -> None:
@@ -134,10 +158,20 @@ def _cell_line(rec: dict, seconds: float) -> str:
 def pytest_collection_finish(session) -> None:
     # The baseline file is read (and checked) once we know perf tests will run, before any load.
     if any(_is_perf_item(item) for item in session.items):
+        perf = session.config.stash[RESULTS]
         try:
-            session.config.stash[RESULTS].prepare_baselines()
+            perf.prepare_baselines()
+            if perf.settings.update_baselines:
+                settings_mod.check_baseline_store(perf.settings.baselines_dir, perf.run.profile, perf.settings.model_name)
+            elif perf.settings.require_baseline and perf.baseline is None:
+                raise pytest.UsageError(
+                    f"--require-baseline: no baseline for hardware profile {perf.run.profile!r} and model "
+                    f"{perf.settings.model_name!r} ({perf.baseline_file} does not exist); record one with "
+                    "--update-baselines, or name a profile that has one with --hardware")
         except BaselineError as exc:
             pytest.exit(f"baseline file unusable: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
+        except pytest.UsageError as exc:
+            pytest.exit(str(exc), returncode=pytest.ExitCode.USAGE_ERROR)
 
 
 def _is_perf_item(item) -> bool:
@@ -146,6 +180,8 @@ def _is_perf_item(item) -> bool:
 
 def pytest_sessionfinish(session) -> None:
     perf = session.config.stash.get(RESULTS, None)
+    if perf is not None and not hasattr(session.config, "workerinput"):
+        _merge_partials(perf)
     if perf is None or not perf.records:
         return
     perf.snapshot_backends()
@@ -155,7 +191,9 @@ def pytest_sessionfinish(session) -> None:
         return
     if perf.run.profile is None:  # the xdist controller collected nothing itself
         perf.prepare_baselines()
-    perf.run.write(perf.settings.results)
+    perf.write_results()
+    if perf.write_failures and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED  # a run whose figures were not all kept fails
 
 
 def pytest_terminal_summary(terminalreporter, config) -> None:
@@ -166,7 +204,14 @@ def pytest_terminal_summary(terminalreporter, config) -> None:
     terminalreporter.section("perf results")
     for line in table.terminal_table(perf.records.values(), s.model_name, s.new_tokens, s.cycles) + verdict_summary(perf):
         terminalreporter.write_line(line)
-    terminalreporter.write_line(f"results file: {s.results}")
+    if perf.write_failures:
+        terminalreporter.section("perf: NOT WRITTEN", red=True)
+        for line in perf.write_failures:
+            terminalreporter.write_line(line, red=True)
+        if perf.unwritten:
+            terminalreporter.write_line(perf.unwritten)
+    else:
+        terminalreporter.write_line(f"results file: {s.results}")
 
 
 def verdict_summary(perf: PerfSession) -> list[str]:

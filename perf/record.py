@@ -1,7 +1,7 @@
 """Record baseline entries from results files already written, as `--update-baselines` does at
 the end of each timed test, without running anything again.
 
-    perf-record-baselines RESULTS.json [RESULTS.json ...] [--baselines DIR] [--pool | --force]
+    perf-record-baselines RESULTS.json [RESULTS.json ...] [--baselines DIR] [--pool] [--force]
 
 (`python -m perf.record` and `python tools/record_baselines.py` are the same command.)
 
@@ -16,7 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from perf import baselines, results
+from perf import baselines, results, verdicts
 
 
 def main(argv=None) -> int:
@@ -24,9 +24,9 @@ def main(argv=None) -> int:
     ap.add_argument("results", nargs="+", type=Path, help="the suite's results files (--results)")
     ap.add_argument("--baselines", type=Path, default=Path("baselines"),
                     help="the store (default: ./baselines)")
-    mode = ap.add_mutually_exclusive_group()
-    mode.add_argument("--pool", action="store_true", help="add the samples to the entries instead of replacing them")
-    mode.add_argument("--force", action="store_true", help="also replace published entries")
+    ap.add_argument("--pool", action="store_true", help="add the samples to the entries instead of replacing them, "
+                                                         "unless the run was a REGRESSION or INCONCLUSIVE against them")
+    ap.add_argument("--force", action="store_true", help="also replace published entries; with --pool, pool anyway")
     args = ap.parse_args(argv)
     try:
         planned = [(path, results.read(path)) for path in args.results]
@@ -46,8 +46,8 @@ def main(argv=None) -> int:
         for profile, entries in by_profile.items():
             target = baselines.baseline_path(args.baselines, profile, run["model"])
             try:
-                notes = baselines.update(target, profile, run["model"], entries,
-                                         "pool" if args.pool else "force" if args.force else "yes")
+                mode = ("force-pool" if args.force else "pool") if args.pool else "force" if args.force else "yes"
+                notes = baselines.update(target, profile, run["model"], entries, mode, refuse=verdicts.pool_refusal)
             except baselines.BaselineError as exc:  # the file is left as it was
                 print(f"record-baselines: {exc}", file=sys.stderr)
                 return 2

@@ -1,9 +1,11 @@
 """One pytest session of the suite: its settings, the backends it loaded, the baseline file of its
 hardware profile and model, and its results (perf.results.Run). The plugin (perf.plugin) keeps one
 in the config's stash; the fixtures and tests reach it as `perf_run`."""
+import os
+import tempfile
 from pathlib import Path
 
-from perf import baselines, results, verdicts
+from perf import baselines, files, results, verdicts
 from perf.backends import BACKENDS
 from perf.verdicts import INCONCLUSIVE, REGRESSION, Verdict
 
@@ -16,6 +18,8 @@ class PerfSession:
         self.specs: dict | None = None  # backend id -> BackendSpec (perf.plugin.session_backends)
         self.baseline: dict | None = None  # the validated baseline file of this profile and model
         self.baseline_notes: list[str] = []
+        self.write_failures: list[str] = []  # what could not be written, and where the figures went instead
+        self.unwritten: str | None = None  # the results JSON when no file could take it
 
     @property
     def records(self) -> dict:
@@ -97,8 +101,34 @@ class PerfSession:
         by_profile = baselines.entries_from(records, run.fingerprint, run.profile)
         for profile, entries in by_profile.items():
             path = baselines.baseline_path(self.settings.baselines_dir, profile, self.settings.model_name)
-            self.baseline_notes += baselines.update(path, profile, self.settings.model_name, entries,
-                                                    self.settings.update_baselines)
+            try:
+                self.baseline_notes += baselines.update(path, profile, self.settings.model_name, entries,
+                                                        self.settings.update_baselines, refuse=verdicts.pool_refusal)
+            except OSError as exc:  # update() left the file and its history as they were
+                cells = ", ".join(f"{b}/{k}" for b, sizes in entries.items() for k in sizes)
+                self.write_failures.append(f"baseline {path} NOT updated with {cells}: {exc.strerror or exc}; "
+                                           "the figures are in the results file: record them later with "
+                                           "perf-record-baselines")
+
+    def write_results(self) -> None:
+        """The results file; if it cannot be written (a full disk), a copy in the temporary folder,
+        and the failure said; if neither can, the failure is said and the JSON kept for the summary."""
+        text = self.run.dumps()
+        target = self.settings.results
+        try:
+            files.write_atomically(target, text)
+            return
+        except OSError as exc:
+            error = f"cannot write --results {target}: {exc.strerror or exc}"
+        fallback = Path(tempfile.gettempdir()) / f"perf-results-{os.getpid()}.json"
+        try:
+            files.write_atomically(fallback, text)
+            note = f"{error}; this run's figures are in {fallback}"
+        except OSError as exc:
+            note = f"{error}, nor {fallback} ({exc.strerror or exc}); the results are printed below"
+            self.unwritten = text
+        if note not in self.write_failures:
+            self.write_failures.append(note)
 
 
 def _reason(report) -> str | None:

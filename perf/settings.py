@@ -3,6 +3,7 @@
 Every bad value raises pytest.UsageError naming the option (or file/variable) and the fix.
 """
 import json
+import math
 import os
 import re
 import tomllib
@@ -40,6 +41,7 @@ class Settings:
     hardware: str | None = None  # the hardware profile; None: derived from the fingerprint
     update_baselines: str | None = None  # None, "yes", "force" or "pool"
     strict_perf: bool = False
+    require_baseline: bool = False
     world_size: int | None = None  # ranks of multi-rank backends; None: the visible GPUs (or 1)
     hostfile: "Hostfile | None" = None  # multi-rank backends start with DeepSpeed's launcher
     max_memory: dict | None = None  # accelerate's max_memory for accel_* ({0: "70GiB", "cpu": ...}); None: its default
@@ -89,12 +91,16 @@ def add_options(parser) -> None:
     group.addoption("--baselines", default=None, metavar="DIR",
                     help="baseline store: DIR/<hardware profile>/<model>.json (default: baselines/ in pytest's rootdir)")
     group.addoption("--hardware", default=None, metavar="NAME",
-                    help="hardware profile naming the baseline file, e.g. 8xA100-SXM4-80GB "
+                    help="hardware profile naming the baseline file, e.g. 8xA100-80GB "
                          "(default: derived from the devices found, e.g. 1xH200, cpu-amd-epyc-2c)")
     group.addoption("--update-baselines", nargs="?", const="yes", default=None, metavar="force|pool",
                     help="write this run's measured entries into the baseline file; "
                          "--update-baselines=force also replaces published entries; "
-                         "--update-baselines=pool adds this run's samples to the entries' (a baseline over several runs)")
+                         "--update-baselines=pool adds this run's samples to the entries' (a baseline over several "
+                         "runs) unless the run was a REGRESSION or INCONCLUSIVE against them; =force-pool adds them anyway")
+    group.addoption("--require-baseline", action="store_true", default=False,
+                    help="stop before any load when this hardware profile and model have no baseline file "
+                         "(for CI: without it, every cell is NEW and the run passes)")
     group.addoption("--strict-perf", action="store_true", default=False,
                     help="fail INCONCLUSIVE verdicts too (default: only REGRESSION fails)")
     group.addoption("--world-size", default=None, metavar="N",
@@ -142,7 +148,7 @@ def _positive(option: str, text: str, kind=int):
         value = kind(text)
     except ValueError:
         value = None
-    if value is None or value <= 0:
+    if value is None or not math.isfinite(value) or value <= 0:
         raise pytest.UsageError(f"{option} {text!r}: expected a positive {kind.__name__}, e.g. {option} 5")
     return value
 
@@ -281,9 +287,13 @@ def resolve_model(text: str | None) -> tuple[str, str]:
                 f"downloads; run `hf download {text}` where there is network, or give a local folder")
         config, name = Path(cached), text.replace("/", "--")
     try:
-        model_type = json.loads(config.read_text()).get("model_type")
+        data = json.loads(config.read_text())
     except (OSError, ValueError) as exc:
         raise pytest.UsageError(f"--model {text!r}: cannot read {config}: {exc}") from None
+    if not isinstance(data, dict):
+        raise pytest.UsageError(f"--model {text!r}: {config} is not a model configuration (a JSON object "
+                                "with model_type 'bloom')")
+    model_type = data.get("model_type")
     if model_type != "bloom":
         raise pytest.UsageError(f"--model {text!r}: {config} says model_type {model_type!r}; "
                                 "this suite runs BLOOM checkpoints (model_type 'bloom')")
@@ -343,7 +353,7 @@ def from_config(config) -> Settings:
         batch_sizes=parse_batch_sizes(sizes) if sizes is not None else None,
         new_tokens=_positive("--new-tokens", opt("--new-tokens")),
         cycles=_positive("--cycles", opt("--cycles")),
-        results=Path(opt("--results")),
+        results=writable_file("--results", opt("--results")),
         worker_timeout=_positive("--worker-timeout", opt("--worker-timeout"), float),
         backend_envs=backend_envs(Path(config.rootpath) / "pyproject.toml", dict(os.environ)),
         baselines_dir=Path(opt("--baselines")) if opt("--baselines") else Path(config.rootpath) / "baselines",
@@ -351,14 +361,54 @@ def from_config(config) -> Settings:
         profile_cycles=_count("--profile-cycles", opt("--profile-cycles")),
         update_baselines=_update_mode(opt("--update-baselines")),
         strict_perf=opt("--strict-perf"),
+        require_baseline=opt("--require-baseline"),
         world_size=world_size, hostfile=hostfile,
         max_memory=parse_max_memory(max_memory) if max_memory is not None else None,
         cpus=parse_cpus(cpus, hostfile) if cpus is not None else None,
     )
 
 
+UPDATE_MODES = ("yes", "force", "pool", "force-pool")
+
+
 def _update_mode(value: str | None) -> str | None:
-    if value not in (None, "yes", "force", "pool"):
-        raise pytest.UsageError(f"--update-baselines {value!r}: the values it takes are 'force' and 'pool'; "
-                                "write --update-baselines after the test path, or --update-baselines=pool")
+    if value not in (None, *UPDATE_MODES):
+        raise pytest.UsageError(f"--update-baselines {value!r}: the values it takes are 'force', 'pool' and "
+                                "'force-pool'; write --update-baselines after the test path, or --update-baselines=pool")
     return value
+
+
+def writable_file(option: str, text: str) -> Path:
+    """A file the run will write: its folder exists and takes files, and it is not a folder."""
+    if not text.strip():
+        raise pytest.UsageError(f"{option} {text!r}: give a file path, e.g. {option} perf-results.json")
+    path = Path(text).expanduser()
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise pytest.UsageError(f"{option} {text!r}: a folder; give a file path inside it, e.g. {option} {path / 'perf-results.json'}")
+    if not folder.is_dir():
+        raise pytest.UsageError(f"{option} {text!r}: folder {folder} does not exist; create it or give another path")
+    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise pytest.UsageError(f"{option} {text!r}: cannot write there (permissions, or a read-only file system); "
+                                "give a path you can write")
+    return path
+
+
+def check_baseline_store(store: Path, profile: str, model: str) -> None:
+    """--update-baselines: the store's profile folder, the file, its lock and its history can be
+    written (or made), before any model loads. UsageError naming the path otherwise."""
+    folder = Path(store) / profile
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    targets = [folder / f"{model}.json", folder / f"{model}.json.lock", folder / f"{model}.history.jsonl"]
+    problem = None
+    if existing is not None and not existing.is_dir():
+        problem = f"{existing} is a file, where a folder of the store should be"
+    elif existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        problem = f"cannot create or write files in {existing}"
+    else:
+        problem = next((f"{t} cannot be written" for t in targets
+                        if t.exists() and (t.is_dir() or not os.access(t, os.W_OK))), None)
+    if problem:
+        raise pytest.UsageError(f"--update-baselines with --baselines {store}: {problem} (permissions, or a "
+                                "read-only file system); give a writable --baselines folder, or leave out "
+                                "--update-baselines")

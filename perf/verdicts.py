@@ -330,9 +330,8 @@ def _combine(evidence: dict, busy: list[str], record: dict, entry: dict) -> Verd
 def _work_sentence(gpu: Verdict | None, kernels: Verdict | None, ops: Verdict | None, record: dict) -> str:
     """What the GPU (or, on a CPU machine, the dispatcher) did, against the baseline."""
     parts = []
-    profile = record.get("profile") or {}
     if gpu is not None:
-        ms = statistics.median(profile["gpu_decode_ms_per_step_samples"])
+        ms = statistics.median(_samples_of(record)["gpu_decode_ms_per_step"])
         state = "unchanged" if gpu.kind == NO_CHANGE else gpu.kind.lower()
         parts.append(f"GPU work {state} ({ms:.3g} ms/step {format_change(gpu)}")
         parts[-1] += f", {kernels.detail})" if kernels is not None else ")"
@@ -375,4 +374,18 @@ def _memory_regression(entry: dict, record: dict) -> str | None:
     limit = entry.get("memory_threshold", baselines.DEFAULT_MEMORY_THRESHOLD)
     if max(now) > max(base) * (1 + limit):
         return f"peak memory {max(now):.0f} MB > baseline {max(base):.0f} MB + {limit:.0%}"
+    return None
+
+
+def pool_refusal(old: dict, new: dict) -> str | None:
+    """Why a run (as its baseline entry `new`) should not be pooled into `old`: a run judged a
+    REGRESSION or INCONCLUSIVE against the entry may not belong with it (other code, a busy host)."""
+    if "oom" in (old["outcome"], new["outcome"]) or not old["samples"].get("ms_per_token"):
+        return None  # pooling itself refuses these, saying why
+    record = {"outcome": "passed", "peak_memory": {"per_device_mb": new.get("peak_memory_mb") or []},
+              "profile": {"kernels": new.get("kernels")},
+              **{f"{kind}_samples": values for kind, values in new["samples"].items()}}
+    verdict = judge(old, record, new["protocol"])
+    if verdict.kind in (REGRESSION, INCONCLUSIVE):
+        return f"this run was {verdict.kind} against it" + (f" (wall {format_change(verdict)})" if verdict.change is not None else "")
     return None

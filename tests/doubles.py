@@ -35,6 +35,17 @@ class ZeroRank1Killed(DeepSpeedZeroBf16):
         return super().generate(inputs, **kwargs)
 
 
+class KillsItsPytestFromBatch2(Reference):
+    """The pytest process running this backend dies (the OOM killer takes an xdist worker, say)
+    at the first generate of 2 rows or more."""
+
+    def generate(self, inputs, **kwargs):
+        if inputs["input_ids"].shape[0] >= 2:
+            os.kill(os.getppid(), signal.SIGKILL)
+            time.sleep(60)  # dies with it (perf.worker)
+        return super().generate(inputs, **kwargs)
+
+
 class HangInGenerate(Reference):
     def generate(self, inputs, **kwargs):
         time.sleep(3600)
@@ -50,7 +61,7 @@ class OomFromBatch4(Reference):
 
 class Paced(Reference):
     """A backend with steady timing on a steady host, as on a quiet GPU: generate is padded to a
-    fixed 0.5 s and the host probe reads a fixed 6 ms. `double_slowed`'s generate is
+    fixed 0.5 s of CPU work (a spin) and the host probe reads a fixed 6 ms. `double_slowed`'s generate is
     1 + PERF_DOUBLE_SLOWDOWN times longer (the backend got slower); `double_host_slowed`'s generate
     and probe are both 1 + PERF_DOUBLE_HOST_SLOWDOWN times longer (the host got slower). This CPU
     VM's own process-to-process noise (10-40% on the embedded model) would otherwise decide the
@@ -77,7 +88,9 @@ class Paced(Reference):
             self.replay[key] = super().generate(inputs, **kwargs)
         out = self.replay[key]
         slowdown = self.slowdown("PERF_DOUBLE_SLOWDOWN") + self.slowdown("PERF_DOUBLE_HOST_SLOWDOWN")
-        time.sleep(max(0.0, self.PACE_S * (1 + slowdown) - (time.perf_counter() - start)))
+        until = start + self.PACE_S * (1 + slowdown)
+        while time.perf_counter() < until:  # on the CPU, as a decode loop is: host time follows wall
+            pass
         return out
 
 
@@ -109,6 +122,8 @@ DOUBLES = {spec.id: spec for spec in (
     BackendSpec("double_crash_on_load", "fp32", "crash on load", "tests.doubles:CrashOnLoad"),
     BackendSpec("double_killed", "fp32", "killed in generate", "tests.doubles:KilledInGenerate"),
     BackendSpec("double_hang", "fp32", "hangs in generate", "tests.doubles:HangInGenerate"),
+    BackendSpec("double_kills_pytest", "fp32", "its pytest process killed at bs 2",
+                "tests.doubles:KillsItsPytestFromBatch2"),
     BackendSpec("double_oom", "fp32", "OOM from bs 4", "tests.doubles:OomFromBatch4"),
     BackendSpec("double_perturbed", "bf16", "weights off by 30%", "tests.doubles:PerturbedWeights"),
     BackendSpec("double_zero_rank1_killed", "bf16", "ZeRO-3, rank 1 killed in generate",

@@ -1,0 +1,282 @@
+"""Verdicts on host-independent evidence: GPU kernel time and launches per step, host CPU time
+and host load per cycle, aten operators per token. Records and entries here are built by hand
+(they stand for what perf.figures and perf.baselines make of real cycles), except the H200 runs
+of tests/data/h200-7b1-evidence, judged against the committed baseline."""
+import json
+import math
+import time
+
+import pytest
+
+from perf import baselines, cputime, figures, profiling, report, verdicts
+from perf.verdicts import CHANGED, INCONCLUSIVE, NO_CHANGE, REGRESSION
+from tests.conftest import REPO
+
+PROTOCOL = {"new_tokens": 100, "world_size": 1}
+KERNELS = {"decode": {"gemm": {"launches_per_step": 30.0, "ms_per_step": 4.0},
+                      "softmax": {"launches_per_step": 30.0, "ms_per_step": 1.0}},
+           "prefill": {"gemm": {"launches_per_step": 30.0, "ms_per_step": 9.0}}}
+
+
+def _cell(wall=20.0, cpu=None, gpu=5.0, kernels=KERNELS, wait=0.0, others=0.0, ops=None, cycles=5, spread=0.01):
+    """Samples of one side: wall and host time per token, GPU ms per decode step (2 profiled
+    cycles), run-queue wait share and other processes' CPUs; `spread` relative, alternating."""
+    vary = lambda x, n: [x * (1 + spread * (i % 3 - 1)) for i in range(n)]  # noqa: E731
+    samples = {"ms_per_token": vary(wall, cycles), "main_cpu_ms_per_token": vary(wall if cpu is None else cpu, cycles),
+               "run_queue_wait": [wait] * cycles, "other_cpus": [others] * cycles}
+    profile = {}
+    if gpu is not None:
+        profile = {"gpu_decode_ms_per_step_samples": [gpu, gpu * 1.0002], "kernels": kernels}
+    if ops is not None:
+        profile = {"aten_ops_per_token_samples": [ops, ops]}
+    return samples, profile
+
+
+def record(**kw) -> dict:
+    samples, profile = _cell(**kw)
+    rec = {"outcome": "passed", "worker_cpus": 2, "peak_memory": {"per_device_mb": [100.0]}, "profile": profile}
+    rec.update({f"{k}_samples": v for k, v in samples.items()})
+    return rec
+
+
+def entry(runs=2, **kw) -> dict:
+    """A pooled baseline entry: `runs` processes of 5 cycles and 2 profiled cycles each."""
+    samples, profile = _cell(cycles=5 * runs, **kw)
+    if profile.get("gpu_decode_ms_per_step_samples"):
+        samples["gpu_decode_ms_per_step"] = profile["gpu_decode_ms_per_step_samples"] * runs
+    if profile.get("aten_ops_per_token_samples"):
+        samples["aten_ops_per_token"] = profile["aten_ops_per_token_samples"] * runs
+    return {"outcome": "ok", "ms_per_token": kw.get("wall", 20.0), "samples": samples, "threshold": 0.05,
+            "gpu_threshold": 0.02, "peak_memory_mb": [100.0], "kernels": profile.get("kernels"),
+            "provenance": {"kind": "measured", "runs": runs}, "protocol": PROTOCOL}
+
+
+def judge(new, base):
+    return verdicts.judge(base, new, PROTOCOL)
+
+
+def test_every_kind_of_evidence_agreeing_is_no_change():
+    verdict = judge(record(), entry())
+    assert verdict.kind == NO_CHANGE and verdict.decided_by == "all evidence"
+    assert set(verdict.evidence) == {"wall", "host time", "GPU kernel time", "kernels"}
+    assert "every kind of evidence agrees: GPU work unchanged (5 ms/step" in verdict.detail
+
+
+def test_more_gpu_kernel_time_is_a_regression_whatever_wall_time_says_and_names_the_kernel():
+    slower = {**KERNELS, "decode": {**KERNELS["decode"], "gemm": {"launches_per_step": 30.0, "ms_per_step": 4.2}}}
+    verdict = judge(record(gpu=5.2, kernels=slower, wall=20.0, spread=0.3), entry())
+    assert verdict.kind == REGRESSION and verdict.decided_by == "GPU kernel time"
+    assert verdict.evidence["wall"].kind == INCONCLUSIVE  # wall time alone decides nothing here
+    assert "GPU kernel time per decode step +4.0%" in verdict.detail
+    assert "grew: gemm +0.200 ms/step (+5%)" in verdict.detail
+
+
+def test_a_kernel_that_appears_is_named_and_is_not_no_change():
+    more = {**KERNELS, "decode": {**KERNELS["decode"], "extra_spin": {"launches_per_step": 1.0, "ms_per_step": 0.01}}}
+    verdict = judge(record(kernels=more), entry())
+    assert verdict.evidence["kernels"].kind == CHANGED and verdict.kind == INCONCLUSIVE
+    assert "kernels changed: decode: +extra_spin (1/step)" in verdict.evidence["kernels"].detail
+    gone = verdicts.compare_kernels(entry()["kernels"], more)
+    assert "decode: -extra_spin (was 1/step)" in gone.detail
+
+
+def test_one_launch_in_a_cycle_is_the_same_count_and_one_per_step_is_not():
+    nearly = json.loads(json.dumps(KERNELS))
+    nearly["decode"]["gemm"]["launches_per_step"] += 0.004  # less than one launch in 100 steps
+    assert verdicts.compare_kernels(nearly, KERNELS).kind == NO_CHANGE
+    nearly["decode"]["gemm"]["launches_per_step"] = 31.0
+    assert "decode: gemm 30 -> 31/step" in verdicts.compare_kernels(nearly, KERNELS).detail
+
+
+def test_gpu_work_unchanged_and_host_time_and_wall_up_on_a_quiet_host_is_a_host_side_regression():
+    verdict = judge(record(wall=26.0, cpu=26.0), entry())
+    assert verdict.kind == REGRESSION and verdict.decided_by == "host time"
+    assert verdict.detail.startswith("GPU work unchanged (5 ms/step")
+    assert "host time per token +30.0%" in verdict.detail
+
+
+def test_wall_up_while_host_time_is_not_is_not_a_regression():
+    verdict = judge(record(wall=26.0, cpu=20.0), entry())
+    assert verdict.kind == INCONCLUSIVE and "wall and host time disagree" in verdict.detail
+
+
+@pytest.mark.parametrize("side", ["this run", "the baseline"])
+def test_a_busy_host_makes_a_wall_clock_change_inconclusive_and_says_so(side):
+    busy = dict(wait=0.4, others=1.9)
+    new, base = (record(wall=40.0, cpu=40.0, **busy), entry()) if side == "this run" else \
+        (record(wall=40.0, cpu=40.0), entry(**busy))
+    verdict = judge(new, base)
+    assert verdict.kind == INCONCLUSIVE
+    assert f"host busy ({side}: the worker's main thread waited for a CPU 40% of the time and other " \
+           "processes used 1.90 of its 2 CPUs)" in verdict.detail
+    assert "GPU work unchanged" in verdict.detail
+
+
+def test_a_busy_host_does_not_hide_a_gpu_regression():
+    verdict = judge(record(gpu=5.5, wall=40.0, cpu=40.0, wait=0.4), entry())
+    assert verdict.kind == REGRESSION and verdict.decided_by == "GPU kernel time"
+
+
+def test_busy_is_judged_on_the_mean_over_the_cycles():
+    assert verdicts.host_busy({"run_queue_wait": [0.49, 0.0, 0.01]}, 2)  # one cycle of three disturbed
+    assert verdicts.host_busy({"run_queue_wait": [0.01] * 5, "other_cpus": [0.1] * 5}, 2) is None
+    assert verdicts.host_busy({"other_cpus": [0.3] * 5}, 2)  # 15% of 2 CPUs
+
+
+def test_on_a_cpu_machine_the_aten_operator_count_is_the_work_evidence():
+    same = judge(record(gpu=None, ops=756.85), entry(gpu=None, ops=756.85))
+    assert same.kind == NO_CHANGE and "756.85 aten operators per token, as in the baseline" in same.detail
+    doubled = judge(record(gpu=None, ops=756.85, wall=40.0, cpu=40.0), entry(gpu=None, ops=756.85))
+    assert doubled.kind == REGRESSION and doubled.decided_by == "host time"
+    assert doubled.detail.startswith("work unchanged: 756.85 aten operators per token")
+    more = judge(record(gpu=None, ops=800.0), entry(gpu=None, ops=756.85))
+    assert more.kind == INCONCLUSIVE and "work changed: 800 aten operators per token, baseline 756.85" in more.detail
+
+
+def test_an_old_baseline_entry_is_judged_on_what_it_has_and_says_so():
+    old = {"outcome": "ok", "ms_per_token": 20.0, "samples": {"ms_per_token": [20.0, 20.1, 19.9, 20.05, 19.95]},
+           "threshold": 0.05, "provenance": {"kind": "measured", "runs": 2}, "protocol": PROTOCOL}
+    verdict = judge(record(), old)
+    assert verdict.kind == NO_CHANGE and set(verdict.evidence) == {"wall"}
+    assert "judged on wall time and the host probe alone: the baseline entry has no host CPU or GPU evidence" \
+        in verdict.detail
+    assert judge(record(wall=30.0, cpu=30.0), old).kind == REGRESSION  # as before the evidence
+
+
+def test_the_gpu_interval_from_few_cycles_is_the_range_of_all_ratios_at_its_confidence():
+    verdict = verdicts.compare_gpu([5.0, 5.001], [4.99, 5.0, 5.002, 5.003], 0.02)
+    assert verdict.kind == NO_CHANGE and "(2 vs 4 profiled cycles, 87% interval, threshold 2%)" in verdict.detail
+    assert verdict.low == pytest.approx(5.0 / 5.003 - 1) and verdict.high == pytest.approx(5.001 / 4.99 - 1)
+
+
+def test_pooling_refuses_runs_with_other_kernels_or_without_evidence():
+    old = entry()
+    other = entry(kernels={**KERNELS, "decode": {"gemm": {"launches_per_step": 31.0, "ms_per_step": 4.0}}})
+    assert baselines.pooled(old, other) == (None, "their GPU kernels differ")
+    bare = entry()
+    bare["samples"] = {"ms_per_token": bare["samples"]["ms_per_token"]}
+    assert "samples, the other not" in baselines.pooled(bare, old)[1]
+
+
+def test_a_schema_1_file_is_read_and_an_update_writes_schema_2(tmp_path):
+    path = tmp_path / "p" / "m.json"
+    path.parent.mkdir()
+    old = {"outcome": "ok", "ms_per_token": 20.0, "samples": {"ms_per_token": [20.0]}, "threshold": 0.05,
+           "provenance": {"kind": "measured"}, "protocol": PROTOCOL}
+    path.write_text(json.dumps({"schema": 1, "profile": "p", "model": "m", "entries": {"a": {"bs1": old}}}))
+    assert baselines.load(path)["schema"] == 1
+    baselines.update(path, "p", "m", {"b": {"bs1": entry()}})
+    data = baselines.load(path)
+    assert data["schema"] == 2 and data["entries"]["a"]["bs1"] == old
+
+
+# -- the worker's side, with test doubles for what only a GPU or several ranks produce --------------
+class Event:
+    """Stands for a kineto event of a CUDA-only trace (torch.autograd._KinetoEvent)."""
+
+    def __init__(self, name, start, ms, device="cuda"):
+        import torch
+        self._name, self._start, self._ns = name, start, int(ms * 1e6)
+        self._device = torch.autograd.DeviceType.CUDA if device == "cuda" else torch.autograd.DeviceType.CPU
+
+    def name(self):
+        return self._name
+
+    def start_ns(self):
+        return self._start
+
+    def duration_ns(self):
+        return self._ns
+
+    def device_type(self):
+        return self._device
+
+
+def test_a_cuda_trace_splits_at_the_step_markers_into_prefill_and_decode():
+    marker = "void at::cuda::(anonymous namespace)::spin_kernel(long)"
+    names = ["prefill_gemm", "Memcpy HtoD (Pageable -> Device)", marker,
+             "gemm", "Memset (Device)", marker, "gemm", marker, "cudaLaunchKernel"]
+    events = [Event(n, i, 1.0, device="cpu" if n == "cudaLaunchKernel" else "cuda") for i, n in enumerate(names)]
+    summary = profiling.summarize_cuda(list(reversed(events)))  # ordered by start on the device
+    assert summary["decode_steps"] == 2
+    assert summary["prefill"] == {"kernel_ms": 1.0, "memcpy_ms": 1.0, "memset_ms": 0.0, "launches": 1,
+                                  "kernels": {"prefill_gemm": (1, 1.0)}}
+    assert summary["decode"]["kernels"] == {"gemm": (2, 2.0)} and summary["decode"]["memset_ms"] == 1.0
+    with pytest.raises(RuntimeError, match="no spin_kernel step marker"):
+        profiling.summarize_cuda([Event("gemm", 0, 1.0)])
+
+
+def test_profiled_cycles_become_per_step_samples_and_a_kernel_table():
+    cycle = {"activity": "cuda", "decode_steps": 99, "seconds": 3.0, "new_tokens": 100,
+             "prefill": {"kernel_ms": 9.0, "memcpy_ms": 0.1, "memset_ms": 0.0, "launches": 30,
+                         "kernels": {"gemm": (30, 9.0)}},
+             "decode": {"kernel_ms": 495.0, "memcpy_ms": 0.99, "memset_ms": 0.0, "launches": 2970,
+                        "kernels": {"gemm": (2970, 495.0)}}}
+    summary = figures.profile_summary([cycle, cycle])
+    assert summary["gpu_decode_ms_per_step_samples"] == [5.0, 5.0]
+    assert summary["launches_per_step_samples"] == [30.0, 30.0] and summary["gpu_prefill_ms_samples"] == [9.0, 9.0]
+    assert summary["kernels"]["decode"]["gemm"] == {"launches_per_step": 30.0, "ms_per_step": 5.0}
+    cpu = figures.profile_summary([{"activity": "cpu", "aten_ops": 75685, "new_tokens": 100, "seconds": 1.0}])
+    assert cpu["aten_ops_per_token_samples"] == [756.85]
+
+
+def test_host_cpu_figures_over_ranks_take_the_slowest_and_count_other_processes_per_host():
+    rank = lambda host, cpu, busy: {"host": host, "main_cpu_s": cpu, "process_cpu_s": cpu, "run_queue_wait_s": 0.0,  # noqa: E731
+                                    "host_busy_s": busy, "steal_s": 0.1, "cpus": 4}
+    combined = cputime.combine([rank("a", 1.0, 4.0), rank("a", 1.5, 2.9), rank("b", 0.5, 0.5)])
+    assert combined["main_cpu_s"] == 1.5 and len(combined["per_rank"]) == 3
+    # per host: busy + steal - its ranks' CPU time - the ticks' rounding (2 x 4 CPUs x 10 ms)
+    rounding = 8 * cputime.TICK_S
+    assert combined["other_cpu_s"] == pytest.approx((4.0 + 0.1 - 2.5 - rounding) + (0.5 + 0.1 - 0.5 - rounding))
+    assert cputime.combine([rank("a", 1.0, 0.95)])["other_cpu_s"] == 0.0  # within the rounding: none
+
+
+def test_a_cycle_clock_sees_its_own_cpu_time_and_run_queue_wait():
+    with cputime.CycleClock() as clock:
+        until = time.perf_counter() + 0.2
+        while time.perf_counter() < until:
+            pass
+    figures_ = clock.figures()
+    assert figures_["main_cpu_s"] == pytest.approx(0.2, abs=0.1) and figures_["process_cpu_s"] >= figures_["main_cpu_s"] - 0.01
+    assert figures_["run_queue_wait_s"] is not None and figures_["run_queue_wait_s"] >= 0
+    assert figures_["host_busy_s"] is not None and figures_["cpus"] >= 1
+
+
+# -- real runs on one H200 (2026-12-02), against the committed baseline ---------------------------
+H200 = REPO / "tests" / "data" / "h200-7b1-evidence"
+
+
+def _h200_cells(name: str) -> dict:
+    run = report.read_run([H200 / f"{name}.json"])
+    base, _ = report.base_side(run, str(REPO / "baselines"))
+    return {(r["backend"], r["batch_size"]): r for r in report.judged(run, base) if r.get("verdict")}
+
+
+def test_on_the_h200_the_same_code_decides_nothing_false_and_its_gpu_work_is_unchanged():
+    cells = _h200_cells("same-code")
+    assert len(cells) == 4 and not {r["verdict"] for r in cells.values()} & {"REGRESSION", "IMPROVEMENT"}
+    assert {r["evidence"]["GPU kernel time"]["kind"] for r in cells.values()} == {NO_CHANGE}
+    assert {r["evidence"]["kernels"]["kind"] for r in cells.values()} == {NO_CHANGE}
+
+
+def test_on_the_h200_one_more_gemm_per_step_is_a_regression_in_every_cell_naming_it():
+    cells = _h200_cells("gpu-slowdown")
+    assert len(cells) == 4 and {r["verdict"] for r in cells.values()} == {REGRESSION}
+    for rec in cells.values():
+        assert rec["decided_by"] == "GPU kernel time" and "grew: nvjet_sm90_" in rec["verdict_detail"]
+        assert rec["evidence"]["GPU kernel time"]["low"] > 0.02
+
+
+def test_on_the_h200_ten_percent_more_host_work_is_never_no_change_and_the_gpu_work_did_not_change():
+    cells = _h200_cells("host-slowdown")
+    assert len(cells) == 4 and NO_CHANGE not in {r["verdict"] for r in cells.values()}
+    assert all("GPU work unchanged" in r["verdict_detail"] for r in cells.values())
+
+
+def test_a_pooled_entry_of_1000_samples_is_judged_exactly_and_many_on_both_sides_approximately():
+    """(Its speed: docs/verdicts.md, measured apart from the tests.)"""
+    base = [10 * math.exp(0.02 * math.sin(i)) for i in range(1000)]
+    verdict = verdicts.compare_samples([10.0, 10.1, 9.9, 10.05, 9.95], base, 0.05)
+    assert verdict.kind == NO_CHANGE and "approximation" not in verdict.detail
+    big = verdicts.compare_samples(base[:600], base, 0.05)  # past the exact budget: the normal approximation
+    assert big.kind == NO_CHANGE and "normal approximation" in big.detail

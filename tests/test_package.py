@@ -1,0 +1,39 @@
+"""The suite as an installed package: another repository runs it through the plugin's entry point
+against its own baselines folder and model, and the console scripts are there."""
+import json
+import shutil
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+from perf.settings import EMBEDDED_MODEL
+
+
+def test_the_plugin_and_commands_are_registered_by_the_installed_package():
+    entry_points = metadata.distribution("bloom-perf-suite").entry_points
+    assert {(ep.group, ep.name, ep.value) for ep in entry_points} >= {
+        ("pytest11", "perf.plugin", "perf.plugin"), ("console_scripts", "perf-report", "perf.report:main"),
+        ("console_scripts", "perf-record-baselines", "perf.record:main")}
+    scripts = Path(sys.executable).parent
+    assert (scripts / "perf-report").exists() and (scripts / "perf-record-baselines").exists()
+
+
+def test_another_repository_runs_the_suite_against_its_own_baselines_and_model(tmp_path, monkeypatch):
+    repo = tmp_path / "serving-repo"
+    repo.mkdir()
+    (repo / "pyproject.toml").write_text('[tool.pytest.ini_options]\naddopts = ["-p", "no:cacheprovider"]\n')
+    shutil.copytree(EMBEDDED_MODEL, repo / "our-bloom")
+    monkeypatch.delenv("PYTHONPATH", raising=False)  # the installed package, not this checkout's path
+    run = lambda *extra: subprocess.run(  # noqa: E731
+        [sys.executable, "-m", "pytest", "--pyargs", "perf", "--model", "our-bloom", "-k", "accel_bf16 and ms_per_token",
+         "--batch-sizes", "1", "--cycles", "2", "--new-tokens", "5", *extra],
+        cwd=repo, capture_output=True, text=True, env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"}, timeout=600)
+    first = run("--update-baselines")
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert "rootdir: " + str(repo) in first.stdout
+    stored = list((repo / "baselines").glob("*/our-bloom.json"))
+    assert len(stored) == 1 and json.loads(stored[0].read_text())["entries"]["accel_bf16"]["bs1"]["outcome"] == "ok"
+    second = run()
+    assert second.returncode == 0 and f"verdicts against {stored[0]}" in second.stdout
+    assert json.loads((repo / "perf-results.json").read_text())["model"] == "our-bloom"

@@ -33,7 +33,8 @@ def tmpfs(path: Path, options: str):
 
 def _usage(run, message: str):
     assert run.result.ret == pytest.ExitCode.USAGE_ERROR, run.result.stdout.str()[-2000:]
-    run.result.stderr.fnmatch_lines([message])
+    # Option errors go to stderr; those found once the tests are collected, to stdout.
+    pytest.LineMatcher(run.result.stderr.lines + run.result.stdout.lines).fnmatch_lines([message])
     assert run.loads() == []
 
 

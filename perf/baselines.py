@@ -164,6 +164,8 @@ def _where(error: dict) -> str:
     field = ""
     for part in loc:
         field += f"[{part}]" if isinstance(part, int) else f".{part}" if field else str(part)
+    if error["type"] == "missing":
+        return ": ".join(where + [f"missing field {field!r}"])
     if field:
         where.append(f"field {field!r}")
     message = error["msg"]

@@ -14,11 +14,14 @@ import subprocess
 import time
 from pathlib import Path
 
+from perf.guard import shm_buffers
+
 # The folder holding the `perf` package. In a checkout (or an editable install) it goes on the
 # workers' PYTHONPATH, behind the backend's own entries; an installed package is found by the
 # interpreter itself (a site-packages folder on PYTHONPATH would shadow a backend's own packages).
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 IN_CHECKOUT = (PACKAGE_ROOT / "pyproject.toml").is_file()
+GUARD = str(Path(__file__).with_name("guard.py"))
 STDERR_TAIL = 3000  # characters of a dead worker's stderr quoted in the failure
 
 
@@ -42,7 +45,8 @@ def launch_command(python: str, world_size: int = 1, hostfile=None, control: str
     environment variables)."""
     if world_size == 1:  # the worker dies with pytest by itself (perf.worker)
         return [python, "-u", "-m", "perf.worker"]
-    return [python, "-m", "perf.guard", *_ranks_command(python, world_size, hostfile, control)]
+    # By its path: a --base checkout's workers run that checkout's perf, which may have no guard.
+    return [python, GUARD, *_ranks_command(python, world_size, hostfile, control)]
 
 
 def _ranks_command(python: str, world_size: int, hostfile, control: str | None) -> list[str]:
@@ -63,21 +67,6 @@ def _ranks_command(python: str, world_size: int, hostfile, control: str | None) 
 def control_host() -> str:
     """The name the ranks of other nodes reach this one by (PERF_CONTROL_HOST overrides it)."""
     return os.environ.get("PERF_CONTROL_HOST") or socket.gethostname()
-
-
-def shm_buffers(command: list[str]) -> list[Path]:
-    """DeepSpeed's shared-memory all-reduce buffers of the ranks a launch command starts on this
-    host (its CPU backend makes one per rank, 69 MB in /dev/shm, named by user, master address and
-    port). DeepSpeed 0.19.8 never unlinks them, not even on a clean exit: left, they hold memory."""
-    flags = {}
-    for arg in command:
-        key, equals, value = arg.partition("=")
-        if equals:
-            flags[key.lstrip("-").replace("-", "_")] = value
-    if "master_port" not in flags:
-        return []
-    return sorted(Path("/dev/shm").glob(
-        f"deepspeed_allreduce_buffer_{os.getuid()}_{flags['master_addr']}_{flags['master_port']}_*"))
 
 
 PIN_ENV = "PERF_CPUS"  # --cpus, as the workers read it
@@ -118,13 +107,15 @@ WORKER_ENV_DEFAULTS = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 class Worker:
     def __init__(self, name: str, python: str, pythonpath: list[str], timeout: float, log_dir: Path,
-                 env: dict | None = None, world_size: int = 1, hostfile=None, cpus=None):
+                 env: dict | None = None, world_size: int = 1, hostfile=None, cpus=None, source: Path | None = None):
+        """`source`: a checkout whose `perf` the worker runs (pytest --base); default this package."""
         self.name = name
         self.timeout = timeout
         self.log_path = Path(log_dir) / f"{name}.worker.log"
         environ = dict(os.environ if env is None else env)
         # The backend's own packages first (transformers 4.43.4 for ds_fp16), then `perf`, then the rest.
-        paths = [*pythonpath, *([str(PACKAGE_ROOT)] if IN_CHECKOUT else [])]
+        own = [str(source)] if source is not None else [str(PACKAGE_ROOT)] if IN_CHECKOUT else []
+        paths = [*pythonpath, *own]
         if environ.get("PYTHONPATH"):
             paths.append(environ["PYTHONPATH"])
         environ["PYTHONPATH"] = os.pathsep.join(paths)

@@ -247,7 +247,7 @@ def test_killing_pytest_leaves_no_rank_launcher_or_shared_memory_behind(tmp_path
         time.sleep(5)  # into the cycles
         pids = [json.loads(line)["pid"] for line in load_log.read_text().splitlines()]
         assert len(pids) == 2
-        launcher_pids = [int(p) for p in subprocess.run(["pgrep", "-f", "perf.guard"], capture_output=True,
+        launcher_pids = [int(p) for p in subprocess.run(["pgrep", "-f", "perf/guard.py"], capture_output=True,
                                                          text=True).stdout.split()]
         pytest_proc.kill()
         pytest_proc.wait()

@@ -7,6 +7,7 @@ import torch
 from perf.correctness import first_divergence, greedy_agreement, logits_agreement
 from perf import table
 from perf.launcher import launch_command
+from tests.conftest import REPO
 from perf.settings import (EMBEDDED_MODEL, Hostfile, parse_batch_sizes, parse_max_memory,
                            world_size_and_hostfile)
 
@@ -90,9 +91,9 @@ def test_launch_commands_for_one_rank_torchrun_and_deepspeed(tmp_path):
     assert launch_command("py") == ["py", "-u", "-m", "perf.worker"]
     assert launch_command("py", 1, one_host) == ["py", "-u", "-m", "perf.worker"]
     # Several ranks: the launcher under perf.guard, which ends it and its ranks if pytest dies.
-    assert launch_command("py", 2)[:3] == ["py", "-m", "perf.guard"]
-    assert launch_command("py", 2)[6:8] == ["torch.distributed.run", "--nproc-per-node=2"]
-    command = launch_command("py", 2, one_host)[3:]
+    assert launch_command("py", 2)[:2] == ["py", str(REPO / "perf" / "guard.py")]
+    assert launch_command("py", 2)[5:7] == ["torch.distributed.run", "--nproc-per-node=2"]
+    command = launch_command("py", 2, one_host)[2:]
     assert command[:4] == ["py", "-u", "-m", "deepspeed.launcher.runner"]
     # What the installed DeepSpeed runner makes of it:
     from deepspeed.launcher.runner import parse_args
@@ -102,7 +103,7 @@ def test_launch_commands_for_one_rank_torchrun_and_deepspeed(tmp_path):
     assert (args.user_script, args.user_args, args.num_gpus) == ("perf.worker", [], -1)  # the slots decide
     # Two nodes: the ranks meet on the first host, where rank 0 runs, and rank 0 connects back.
     two_nodes = Hostfile(tmp_path / "hostfile", {"worker-0": 8, "worker-1": 8})
-    args = parse_args(launch_command("py", 16, two_nodes, control="head:5000")[7:])
+    args = parse_args(launch_command("py", 16, two_nodes, control="head:5000")[6:])
     assert (args.master_addr, args.user_script, args.user_args) == ("worker-0", "perf.worker", ["--control=head:5000"])
 
 

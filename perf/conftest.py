@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from perf import protocol
+from perf import ab, protocol
 from perf.backends import REFERENCE
 from perf.handle import BackendHandle
 from perf.launcher import RemoteError, WorkerFailed
@@ -60,9 +60,16 @@ def checkpoint(perf_settings) -> str:
 @pytest.fixture(scope="session")
 def backend(request, perf_settings, worker_logs, checkpoint):
     spec = session_backends(request.config)[request.param]
-    handle = BackendHandle(spec, perf_settings, worker_logs, progress=lambda text: progress(request.config, text))
+    say = lambda text: progress(request.config, text)  # noqa: E731
+    side_by_side = perf_settings.base is not None
+    handle = BackendHandle(spec, perf_settings, worker_logs, progress=say, side="head" if side_by_side else None)
+    if side_by_side and not (handle.unavailable or handle.failure):  # the base, beside it or taking turns
+        handle.sides = ab.Sides(handle, lambda: BackendHandle(spec, perf_settings, worker_logs, progress=say, side="base"),
+                                alternate=perf_settings.ab_loads == "alternate")
     request.config.stash[RESULTS].handles[spec.id] = handle
     yield handle
+    if getattr(handle, "sides", None):
+        handle.sides.close()
     handle.close()
 
 

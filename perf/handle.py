@@ -15,41 +15,61 @@ from perf.settings import Settings
 
 
 class BackendHandle:
-    def __init__(self, spec: BackendSpec, settings: Settings, log_dir, progress=None):
+    def __init__(self, spec: BackendSpec, settings: Settings, log_dir, progress=None, side: str | None = None):
         """Start the backend's worker and load it; `progress(text)` hears when the load starts and
-        ends, and what the worker announces meanwhile (a DeepSpeed op being built)."""
-        self.spec = spec
-        self.info: dict = {}
-        self.unavailable: str | None = None  # why this backend cannot run here
-        self.failure: str | None = None  # why its tests fail
+        ends, and what the worker announces meanwhile (a DeepSpeed op being built). `side`: "base"
+        or "head" in a side-by-side run (perf.ab): the base runs the --base checkout's code, each
+        side under its --base-python / --head-python if given."""
+        self.spec, self.settings, self.log_dir, self.side = spec, settings, log_dir, side
+        self.name = f"{spec.id}.{side}" if side else spec.id
+        self.progress = progress or (lambda text: None)
         self.oom_at: int | None = None  # smallest batch size that ran out of memory
         self.greedy: dict | None = None  # the greedy generation both greedy tests check
         self.worker: Worker | None = None
-        progress = progress or (lambda text: None)
+        self._open()
+
+    @property
+    def loaded(self) -> bool:
+        return self.worker is not None
+
+    def _open(self) -> None:
+        spec, settings, say = self.spec, self.settings, self.progress
+        self.info: dict = {}
+        self.unavailable: str | None = None  # why this backend cannot run here
+        self.failure: str | None = None  # why its tests fail
         env = settings.env_for(spec.id)
+        python = {"base": settings.base_python, "head": settings.head_python}.get(self.side) or env.python
         start = time.monotonic()
         try:
-            self.worker = Worker(spec.id, env.python, list(env.pythonpath), settings.worker_timeout, log_dir,
+            self.worker = Worker(self.name, python, list(env.pythonpath), settings.worker_timeout, self.log_dir,
                                  world_size=settings.world_size_for(spec), hostfile=settings.hostfile,
-                                 cpus=settings.cpus)
-            progress(f"{spec.id}: loading {settings.model_name} (worker log {self.worker.log_path})")
-            watcher = LogWatcher(self.worker.log_path, lambda line: progress(f"{spec.id}: {line}"))
+                                 cpus=settings.cpus, source=settings.base if self.side == "base" else None)
+            say(f"{self.name}: loading {settings.model_name} (worker log {self.worker.log_path})")
+            watcher = LogWatcher(self.worker.log_path, lambda line: say(f"{self.name}: {line}"))
             self.info = self.worker.call("load", adapter=spec.adapter, model=settings.model,
                                          options={"max_memory": settings.max_memory}, on_wait=watcher)
             watcher()
             self.info["launch"] = self.worker.command  # how its ranks were started (torchrun, DeepSpeed)
-            progress(f"{spec.id}: ready in {time.monotonic() - start:.1f} s")
+            say(f"{self.name}: ready in {time.monotonic() - start:.1f} s")
         except RemoteError as exc:
             if exc.kind == "unavailable":
                 self.unavailable = exc.error.partition(": ")[2]
-                progress(f"{spec.id}: cannot run here: {self.unavailable}")
+                say(f"{self.name}: cannot run here: {self.unavailable}")
             else:
-                self.failure = (f"{spec.id}: load failed: {exc.error}\n{exc.traceback}"
+                self.failure = (f"{self.name}: load failed: {exc.error}\n{exc.traceback}"
                                 f"--- worker stderr (tail) ---\n{self.worker.stderr_tail()}")
-                progress(f"{spec.id}: load failed after {time.monotonic() - start:.1f} s: {exc.error}")
+                say(f"{self.name}: load failed after {time.monotonic() - start:.1f} s: {exc.error}")
         except WorkerFailed as exc:
             self.failure = str(exc)
-            progress(f"{spec.id}: load failed after {time.monotonic() - start:.1f} s: {self.failure.splitlines()[0]}")
+            say(f"{self.name}: load failed after {time.monotonic() - start:.1f} s: {self.failure.splitlines()[0]}")
+
+    def unload(self) -> None:
+        """Stop the worker, freeing its memory (side-by-side runs that take turns); reload() again."""
+        self.close()
+        self.worker = None
+
+    def reload(self) -> None:
+        self._open()
 
     def require(self) -> None:
         """Skip or fail the calling test if this backend cannot answer."""

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from perf import files, table
+from perf import ab, files, table
 from perf import settings as settings_mod
 from perf.backends import BACKENDS
 from perf.baselines import BaselineError
@@ -220,11 +220,14 @@ def verdict_summary(perf: PerfSession) -> list[str]:
     if not judged:
         return []
     counts = table.verdict_counts(judged)
-    lines = [f"verdicts against {perf.baseline_file} (profile {perf.run.profile}): "
+    against = f"the base {perf.settings.base} (side by side)" if perf.settings.base else \
+        f"{perf.baseline_file} (profile {perf.run.profile})"
+    lines = [f"verdicts against {against}: "
              + ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items())) + f"  {table.TEXT_LEGEND}"]
     for rec in judged:
-        if rec["verdict"] not in ("NO CHANGE", "NEW"):
-            lines.append(f"  {rec['backend']} bs={rec['batch_size']}: {rec['verdict_detail']}")
+        pairs = f" [{ab.summary_line(rec)}]" if rec.get("ab") else ""
+        if rec["verdict"] not in ("NO CHANGE", "NEW") or pairs:
+            lines.append(f"  {rec['backend']} bs={rec['batch_size']}{pairs}: {rec['verdict_detail']}")
     if "NEW" in counts and not perf.settings.update_baselines:
         lines.append(f"  {counts['NEW']} entries have no baseline: record them with "
                      f"`pytest perf --update-baselines` (writes {perf.baseline_file})")

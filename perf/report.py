@@ -12,8 +12,9 @@ comparison across hardware (and, for a synthetic model, other weights or a slice
 which the section says), not a verdict.
 
 RESULTS is the suite's --results file. Against a baseline store, the file for the run's hardware
-profile and model is used; against another results file (base vs head in one job), both sides'
-samples decide the verdicts. Cells that failed or whose backend crashed are shown with the reason,
+profile and model is used; against another results file, both sides' samples decide the verdicts.
+A side-by-side run (pytest perf --base DIR) is rendered as head vs base with its paired intervals
+and the pairs each cell took; it needs no --against. Cells that failed or whose backend crashed are shown with the reason,
 and count as failures for --fail-on regression. Exit status: 1 when --fail-on says so, 2 on bad
 input (one line on stderr, no output file left behind), else 0.
 """
@@ -103,7 +104,10 @@ def _read_json(path: Path):
 
 
 def judged(run: dict, base: dict | None) -> list[dict]:
-    """The run's records, each measured ms/token record with its verdict against `base` (copies)."""
+    """The run's records, each measured ms/token record with its verdict against `base` (copies).
+    A side-by-side run (--base) keeps the verdicts it reached against its base, pair by pair."""
+    if run.get("side_by_side"):
+        return [dict(rec) for rec in run["tests"]]
     out = []
     for rec in run["tests"]:
         rec = dict(rec)
@@ -124,6 +128,9 @@ def judged(run: dict, base: dict | None) -> list[dict]:
 # -- markdown ------------------------------------------------------------------------------
 def render(run: dict, base: dict | None, described: str) -> tuple[str, dict, int]:
     """(markdown, verdict counts, failed cells) of a run against `base`."""
+    side_by_side = run.get("side_by_side")
+    if side_by_side:
+        base, described = None, f"the base checkout `{side_by_side['base']}`, side by side (head vs base)"
     records = judged(run, base)
     speed = table.speed_records(records)
     counts = table.verdict_counts(records)
@@ -147,6 +154,15 @@ def render(run: dict, base: dict | None, described: str) -> tuple[str, dict, int
     for t in table.speed_tables(records, run["model"], run["protocol"]["new_tokens"], run["protocol"]["cycles"],
                                 markdown=True):
         lines += t.lines() + [""]
+    if side_by_side:
+        lines += table.figure_table(records, lambda r: r.get("ab"), lambda a: f"{a['pairs']} ({a['seconds']:g} s, {a['stopped']})",
+                                    "Pairs per cell (seconds, why sampling stopped)", True, verdict=None,
+                                    rows_by_title=True).lines() + [""]
+        unavailable = sorted({note for r in speed.values() for note in (r.get("ab") or {}).get("unavailable", [])})
+        alternated = sorted({r["ab"]["loads_reason"] for r in speed.values() if (r.get("ab") or {}).get("loads_reason")})
+        lines += [f"- not available: {note}" for note in unavailable]
+        lines += [f"- the sides took turns loading ({reason}): pairs are cycles of alternate loads" for reason in alternated]
+        lines += [""] if unavailable or alternated else []
     for name, figure, fmt in (("Time to first token, ms", lambda r: r.get("ttft_ms"), "{:.1f}".format),
                               ("Peak memory, MiB (max over devices)", _memory, "{:.0f}".format),
                               ("Weight bandwidth, GB/s (share of the device's copy bandwidth)", _bandwidth,
@@ -175,7 +191,7 @@ def _details(records) -> list[str]:
             change = f" {verdicts.format_change(verdicts.Verdict(**{k: ev[k] for k in ('kind', 'change', 'low', 'high')}))}" \
                 if ev.get("change") is not None else ""
             lines.append(f"- {name}: {ev['kind']}{change} {ev['detail']}".rstrip())
-        entry = rec.get("_entry")
+        entry = rec.get("_entry") or _base_side(rec)
         if entry is not None and rec.get("ms_per_token") is not None:
             base_samples = entry["samples"].get("ms_per_token") or []
             lines += [f"- this run: median {rec['ms_per_token']:.3f} ms/token, {len(rec['ms_per_token_samples'])} "
@@ -197,6 +213,15 @@ def _details(records) -> list[str]:
             lines += [f"- {table.title(b)} bs={s}: {rec['verdict_detail']}" for (b, s), rec in cells]
             lines += ["", "</details>"]
     return lines
+
+
+def _base_side(rec: dict) -> dict | None:
+    """A side-by-side record's base side, shaped as a baseline entry for the details."""
+    base = (rec.get("ab") or {}).get("base")
+    if not base or base.get("ms_per_token") is None:
+        return None
+    return {"ms_per_token": base["ms_per_token"], "samples": {"ms_per_token": base.get("ms_per_token_samples", [])},
+            "provenance": {"kind": "the base side"}, "kernels": (base.get("profile") or {}).get("kernels")}
 
 
 def _kernel_diff(new: dict | None, base: dict | None, top: int = 8) -> list[str]:

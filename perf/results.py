@@ -5,6 +5,7 @@ figure and outcome of the run, written after each test so that a killed run keep
      "protocol": {"new_tokens", "cycles", "warmup_cycles", "profile_cycles", "batch_sizes", "cpus"},
      "fingerprint": {"devices", "device_count", "visible_devices", "driver", "cuda", "cpu",
                      "cpu_count", "platform", "versions", "git_commit", "git_dirty"},
+     "side_by_side": null | {"base": checkout, "base_python", "head_python", "max_pairs", "max_seconds", "loads"},
      "hardware_profile": "1xH200", "memory_bandwidth_gb_s": float | null, "baseline_file": path | null,
      "backends": {id: {"info": what its load returned, "unavailable": why | null, "failure": why | null}},
      "tests": [RECORD, ...]}
@@ -15,7 +16,10 @@ running), reason, seconds {setup, call, teardown}; a correctness test adds its f
 first_divergence and match; top1 and kl, with the thresholds it was held to); a ms/token test adds
 perf.figures.speed_figures (ms_per_token and `<kind>_samples` per timed cycle, profile, ...),
 protocol, versions, hardware_profile, device_count, and its verdict (verdict, verdict_detail,
-change, decided_by, evidence, baseline). The JSON is strict: no NaN or infinity.
+change, decided_by, evidence, baseline). Side by side (--base), a ms/token record also holds `ab`:
+pairs, seconds, stopped ("decided" | "precise" | "budget"), order (b/h per cycle), loads, unavailable
+(what one side's worker could not measure), threshold, and the base's samples; its verdict is the
+head against the base. The JSON is strict: no NaN or infinity.
 """
 import json
 import math
@@ -221,6 +225,10 @@ class Run:
             "protocol": {"new_tokens": s.new_tokens, "cycles": s.cycles, "warmup_cycles": 1,
                          "profile_cycles": s.profile_cycles, "batch_sizes": s.batch_sizes,
                          "cpus": list(s.cpus) if s.cpus else None},
+            # --base: side by side with that checkout; each record's "ab" holds its pairs and the base's samples
+            "side_by_side": None if s.base is None else {
+                "base": str(s.base), "base_python": s.base_python, "head_python": s.head_python,
+                "max_pairs": s.ab_max_pairs, "max_seconds": s.ab_max_seconds, "loads": s.ab_loads},
             "fingerprint": self.fingerprint or fingerprint(),
             "hardware_profile": self.profile,
             "memory_bandwidth_gb_s": self.memory_bandwidth,

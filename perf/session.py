@@ -73,7 +73,8 @@ class PerfSession:
 
     # -- verdicts ------------------------------------------------------------------------------
     def judge(self, handle, record: dict) -> Verdict:
-        """The verdict of one ms/token record against its baseline entry; noted in the record."""
+        """The verdict of one ms/token record against its baseline entry (or, side by side, the one
+        perf.ab reached against the base, as `ab_verdict`); noted in the record."""
         entry = ((self.baseline or {}).get("entries", {}).get(handle.spec.id, {})
                  .get(baselines.entry_key(record["batch_size"])))
         record["protocol"] = baselines.protocol_of(self.settings, handle.info)
@@ -81,11 +82,11 @@ class PerfSession:
         # Under pytest -n on GPUs each xdist worker sees its share of the GPUs: its own profile.
         record["hardware_profile"] = self.run.profile
         record["device_count"] = self.run.fingerprint["device_count"]
-        verdict = verdicts.judge(entry, record, record["protocol"])
+        verdict = verdicts.judge(entry, record, record["protocol"]) if record.get("ab") is None else record.pop("ab_verdict")
         record.update(verdict=verdict.kind, verdict_detail=verdict.describe(), change=verdict.change,
                       decided_by=verdict.decided_by,
                       evidence={name: v.as_json() for name, v in verdict.evidence.items()})
-        if entry is not None:
+        if entry is not None and record.get("ab") is None:
             record["baseline"] = {"ms_per_token": entry["ms_per_token"], "outcome": entry["outcome"],
                                   "provenance": entry["provenance"]["kind"]}
         return verdict
@@ -93,7 +94,8 @@ class PerfSession:
     def assert_verdict(self, verdict: Verdict) -> None:
         import pytest
         if verdict.kind == REGRESSION or (verdict.kind == INCONCLUSIVE and self.settings.strict_perf):
-            pytest.fail(f"{verdict.describe()} against {self.baseline_file}", pytrace=False)
+            against = f"the base {self.settings.base}" if self.settings.base else self.baseline_file
+            pytest.fail(f"{verdict.describe()} against {against}", pytrace=False)
 
     def update_baselines(self, records) -> None:
         """Write these records' entries (called after each ms/token test: a killed run keeps them)."""

@@ -42,6 +42,13 @@ class Settings:
     update_baselines: str | None = None  # None, "yes", "force" or "pool"
     strict_perf: bool = False
     require_baseline: bool = False
+    base: Path | None = None  # --base: a checkout to run side by side with this one (perf.ab)
+    base_python: str | None = None  # the base side's interpreter (default: each backend's own)
+    head_python: str | None = None  # the head side's
+    ab_max_pairs: int = 30
+    ab_max_seconds: float = 300.0
+    ab_loads: str = "together"  # or "alternate": one side loaded at a time
+    ab_threshold: float | None = None  # None: 5% with a GPU, 30% without
     world_size: int | None = None  # ranks of multi-rank backends; None: the visible GPUs (or 1)
     hostfile: "Hostfile | None" = None  # multi-rank backends start with DeepSpeed's launcher
     max_memory: dict | None = None  # accelerate's max_memory for accel_* ({0: "70GiB", "cpu": ...}); None: its default
@@ -120,6 +127,23 @@ def add_options(parser) -> None:
                          "several ranks share them out, a slice each. Small batches are paced by "
                          "the host CPU, so a pinned run is compared only with a baseline pinned to "
                          "the same CPUs")
+    group.addoption("--base", default=None, metavar="DIR",
+                    help="a checkout (the PR's base) to run side by side with this one: each cell's cycles "
+                         "alternate between the two, judged pair by pair until decided (README, side by side)")
+    group.addoption("--base-python", default=None, metavar="PATH",
+                    help="the interpreter of the base side's workers, e.g. another virtualenv's (default: each "
+                         "backend's own, as for the head)")
+    group.addoption("--head-python", default=None, metavar="PATH",
+                    help="the interpreter of the head side's workers with --base (default: each backend's own)")
+    group.addoption("--ab-max-pairs", default="30", metavar="N",
+                    help="with --base: at most this many pairs of cycles per cell (default: 30)")
+    group.addoption("--ab-max-seconds", default="300", metavar="SECONDS",
+                    help="with --base: stop taking pairs in a cell after this long (default: 300)")
+    group.addoption("--ab-threshold", default=None, metavar="FRACTION",
+                    help="with --base: the change that matters, e.g. 0.05 (default: 0.05 with a GPU, 0.30 without)")
+    group.addoption("--ab-loads", default="together", choices=("together", "alternate"),
+                    help="with --base: keep both sides loaded (default), or load one at a time when both do not "
+                         "fit (chosen by itself when the base runs out of memory loading)")
     group.addoption("--worker-timeout", default=str(DEFAULT_WORKER_TIMEOUT), metavar="SECONDS",
                     help="kill a backend worker that does not answer one request in this time "
                          f"(default: {DEFAULT_WORKER_TIMEOUT:g})")
@@ -344,6 +368,9 @@ def _check_id(backend_id: str, where: str) -> None:
 
 def from_config(config) -> Settings:
     opt = config.getoption
+    if opt("--base") is not None and opt("--update-baselines") is not None:
+        raise pytest.UsageError("--base with --update-baselines: a side-by-side run judges head against base and "
+                                "records no baseline; leave out one of them")
     model, name = resolve_model(opt("--model"))
     sizes = opt("--batch-sizes")
     world_size, hostfile = world_size_and_hostfile(opt("--world-size"), opt("--hostfile"))
@@ -362,10 +389,41 @@ def from_config(config) -> Settings:
         update_baselines=_update_mode(opt("--update-baselines")),
         strict_perf=opt("--strict-perf"),
         require_baseline=opt("--require-baseline"),
+        **side_by_side(opt),
         world_size=world_size, hostfile=hostfile,
         max_memory=parse_max_memory(max_memory) if max_memory is not None else None,
         cpus=parse_cpus(cpus, hostfile) if cpus is not None else None,
     )
+
+
+def side_by_side(opt) -> dict:
+    """--base and its options, checked: the base is a checkout with the suite's worker in it."""
+    base = opt("--base")
+    if base is None:
+        given = [flag for flag in ("--base-python", "--head-python", "--ab-threshold") if opt(flag) is not None]
+        if given:
+            raise pytest.UsageError(f"{', '.join(given)} without --base: give --base DIR (the checkout to compare with)")
+        return {}
+    folder = Path(base).expanduser().resolve()
+    if not (folder / "perf" / "worker.py").is_file():
+        raise pytest.UsageError(f"--base {base!r}: {folder} holds no perf/worker.py; give a checkout of this suite "
+                                "(e.g. the PR's base, checked out beside this one)")
+    pythons = {}
+    for flag in ("--base-python", "--head-python"):
+        python = opt(flag)
+        if python is not None and not (os.path.isfile(python) and os.access(python, os.X_OK)):
+            raise pytest.UsageError(f"{flag} {python!r}: not an executable; give an interpreter, e.g. "
+                                    f"{flag} /opt/venv/bin/python")
+        pythons[flag.lstrip("-").replace("-", "_")] = python
+    threshold = opt("--ab-threshold")
+    if threshold is not None:
+        threshold = _positive("--ab-threshold", threshold, float)
+        if threshold >= 1:
+            raise pytest.UsageError(f"--ab-threshold {threshold}: a fraction, e.g. 0.05 for 5%")
+    return {"base": folder, **pythons, "ab_threshold": threshold,
+            "ab_max_pairs": _positive("--ab-max-pairs", opt("--ab-max-pairs")),
+            "ab_max_seconds": _positive("--ab-max-seconds", opt("--ab-max-seconds"), float),
+            "ab_loads": opt("--ab-loads")}
 
 
 UPDATE_MODES = ("yes", "force", "pool", "force-pool")

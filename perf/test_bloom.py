@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from perf import protocol
+from perf import ab, protocol
 from perf.correctness import THRESHOLDS, greedy_agreement, logits_agreement
 from perf.figures import speed_figures
 from perf.handle import fail_remote
@@ -88,10 +88,33 @@ def _oom(backend, perf_run, record, reason: str):
     pytest.skip(reason)
 
 
+def _side_by_side(backend, batch_size, perf_settings, perf_run, perf_record) -> None:
+    """--base: this cell's cycles interleaved with the base checkout's, judged pair by pair (perf.ab)."""
+    sides = getattr(backend, "sides", None)
+    base = sides.base if sides is not None and not sides.alternate else None
+    if base is not None:
+        base.require()  # the base cannot run here, or failed to load: say so, as for the head
+    threshold = perf_settings.ab_threshold or ab.default_threshold(perf_run.run.fingerprint)
+    try:
+        fields = ab.run_cell(sides, batch_size, perf_settings, threshold, perf_record["nodeid"],
+                             lambda text: None)
+    except RemoteError as exc:
+        if exc.kind != "oom":
+            fail_remote(exc)
+        backend.oom_at = batch_size
+        perf_record.update(outcome="oom", reason=f"out of memory at bs={batch_size}: {exc.error[:200]}")
+        pytest.skip(perf_record["reason"])
+    perf_record.update({k: v for k, v in fields.items() if k != "verdict_obj"}, ab_verdict=fields["verdict_obj"])
+    assert all(math.isfinite(x) and x > 0 for x in perf_record["ms_per_token_samples"])
+    perf_run.assert_verdict(perf_run.judge(backend, perf_record))
+
+
 def test_ms_per_token(backend, batch_size, benchmark, perf_settings, perf_run, perf_record):
     backend.require()
     if backend.oom_at is not None and batch_size > backend.oom_at:
         _oom(backend, perf_run, perf_record, f"not run: out of memory at bs={backend.oom_at} already")
+    if perf_settings.base is not None:
+        return _side_by_side(backend, batch_size, perf_settings, perf_run, perf_record)
     cycles = []
     new_tokens = perf_settings.new_tokens
 

@@ -192,7 +192,7 @@ def compare_counts(new: list[float], base: list[float], what: str) -> Verdict:
     """An exact count per token (aten operators dispatched): the same code dispatches the same."""
     a, b = statistics.median(base), statistics.median(new)
     if round(a, 2) == round(b, 2):
-        return Verdict(NO_CHANGE, detail=f"{b:g} {what}, as in the baseline")
+        return Verdict(NO_CHANGE, detail=f"{b:g} {what} on both sides")
     return Verdict(CHANGED, b / a - 1, detail=f"{b:g} {what}, baseline {a:g}")
 
 
@@ -290,7 +290,7 @@ def _judge_evidence(entry: dict, record: dict, ours: dict, theirs: dict, thresho
                    evidence=evidence)
 
 
-def _combine(evidence: dict, busy: list[str], record: dict, entry: dict) -> Verdict:
+def _combine(evidence: dict, busy: list[str], record: dict, entry: dict, against: str = "the baseline entry") -> Verdict:
     gpu, kernels = evidence.get("GPU kernel time"), evidence.get("kernels")
     ops = evidence.get("aten ops")
     wall, host = evidence["wall"], evidence.get("host time")
@@ -303,7 +303,7 @@ def _combine(evidence: dict, busy: list[str], record: dict, entry: dict) -> Verd
     else:
         timing = f"wall {format_change(wall)} {wall.kind.lower()}" + (
             f", host time per token {format_change(host)} {host.kind.lower()}" if host else "") + f" {wall.detail}"
-    timing += _missing(evidence, entry)
+    timing += _missing(evidence, entry, against)
     if gpu is not None and gpu.kind == REGRESSION:
         grew = kernels_that_grew((record.get("profile") or {}).get("kernels"), entry.get("kernels"))
         detail = f"GPU kernel time per decode step {format_change(gpu)} {gpu.detail}" + (
@@ -342,13 +342,15 @@ def _work_sentence(gpu: Verdict | None, kernels: Verdict | None, ops: Verdict | 
     return "; ".join(parts) or "no GPU or operator evidence"
 
 
-def _missing(evidence: dict, entry: dict) -> str:
+def _missing(evidence: dict, entry: dict, against: str) -> str:
     """Says so when the cell was judged without evidence the suite can take (an older baseline)."""
     if "host time" in evidence:
         return ""
-    return ("; judged on wall time and the host probe alone: the baseline entry has no host CPU or GPU "
-            "evidence (re-record it with --update-baselines)") if not entry["samples"].get("main_cpu_ms_per_token") \
-        else "; this run has no host CPU evidence"
+    if entry["samples"].get("main_cpu_ms_per_token"):
+        return "; this run has no host CPU evidence"
+    how = "and the host probe " if against == "the baseline entry" else ""
+    return (f"; judged on wall time {how}alone: {against} has no host CPU or GPU evidence"
+            + (" (re-record it with --update-baselines)" if against == "the baseline entry" else ""))
 
 
 def _advice(kind: str, entry: dict, has_samples: bool) -> str:

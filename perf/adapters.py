@@ -3,6 +3,7 @@
 Every adapter leaves `self.model` (something with .generate and a forward) and `self.tokenizer`;
 the measurements in perf/worker.py are shared by all of them.
 """
+import contextlib
 import gc
 import os
 
@@ -155,7 +156,9 @@ class AccelerateInt8(Adapter):
 
 def announce_op_builds() -> None:
     """Say when DeepSpeed JIT-loads one of its compiled ops, and how long that took: compiling one
-    takes minutes the first time in a virtualenv (perf.worker keeps the cache per virtualenv)."""
+    takes minutes the first time in a virtualenv (perf.worker keeps the cache per virtualenv).
+    Loads of one op are serialized by a lock the kernel drops when its holder dies, so a build
+    that was killed (Ctrl-C, a killed pytest) cannot leave the next run waiting forever."""
     from deepspeed.ops.op_builder.builder import OpBuilder
     from perf.worker import announce
     if getattr(OpBuilder.jit_load, "announced", False):
@@ -165,18 +168,40 @@ def announce_op_builds() -> None:
     def announced(builder, *args, **kwargs):
         import time
         so = _cached_op(builder.name)
-        before = so.stat().st_mtime if so and so.exists() else None
-        announce(f"DeepSpeed op {builder.name}: loading" + ("" if before else
-                                                           " (not in the cache: compiling it, which takes minutes)"))
-        start = time.perf_counter()
-        module = jit_load(builder, *args, **kwargs)
-        after = so.stat().st_mtime if so and so.exists() else None
+        with _op_build_lock(so, announce):
+            before = so.stat().st_mtime if so and so.exists() else None
+            announce(f"DeepSpeed op {builder.name}: loading" + ("" if before else
+                                                               " (not in the cache: compiling it, which takes minutes)"))
+            start = time.perf_counter()
+            module = jit_load(builder, *args, **kwargs)
+            after = so.stat().st_mtime if so and so.exists() else None
         how = "compiled" if after != before else "loaded from the cache"
         announce(f"DeepSpeed op {builder.name}: {how} in {time.perf_counter() - start:.1f} s ({so.parent if so else 'cache'})")
         return module
 
     announced.announced = True
     OpBuilder.jit_load = announced
+
+
+@contextlib.contextmanager
+def _op_build_lock(so, announce):
+    """Hold an flock beside the op's build folder while torch builds or loads it. torch's own lock
+    there (a plain 'lock' file, waited on with no timeout) stays behind when its process is
+    killed; every process of this suite takes the flock first, so a 'lock' found while holding it
+    is such a leftover and is removed."""
+    if so is None:
+        yield
+        return
+    import fcntl
+    build_dir = so.parent
+    build_dir.mkdir(parents=True, exist_ok=True)
+    with open(build_dir.parent / f".{build_dir.name}.perf-lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # another rank loading the same op: wait for it
+        stale = build_dir / "lock"
+        if stale.exists():
+            stale.unlink()
+            announce(f"removed {stale}: left by a build of {build_dir.name} that was interrupted")
+        yield
 
 
 def _cached_op(name: str):

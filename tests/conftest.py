@@ -53,7 +53,7 @@ def run_perf(pytester, monkeypatch):
         results = pytester.path / "results.json"
         argv = [str(REPO / "perf"), "-p", "no:cacheprovider", "--results", str(results),
                 *(FAST if fast else []), *args]
-        return PerfRun(pytester.runpytest_subprocess(*argv, timeout=900), results, load_log)
+        return PerfRun(pytester.runpytest_subprocess(*argv, timeout=600), results, load_log)
 
     return run
 

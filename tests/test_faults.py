@@ -1,5 +1,11 @@
 """A backend that crashes, hangs or runs out of memory fails (or marks) its own tests only,
 with its error text and stderr, and leaves no process behind. Doubles: tests/doubles.py."""
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
 from tests.conftest import pid_alive
 
 DOUBLES = ["-p", "tests.doubles"]
@@ -50,3 +56,21 @@ def test_correctness_checks_catch_a_backend_with_wrong_numerics(run_perf):
                                      "*teacher-forced logits differ from the fp32 reference*"])
     greedy = run.tests(test="test_greedy_matches_reference")[0]
     assert greedy["match"] < 0.8 and min(greedy["first_divergence"]) < 100
+
+
+def test_a_lock_left_by_a_killed_deepspeed_op_build_is_removed_and_the_run_goes_on(run_perf, tmp_path, monkeypatch):
+    # torch's JIT build waits with no timeout while its 'lock' file exists, and a build killed
+    # midway (Ctrl-C, a killed pytest) leaves that file: every later run would hang.
+    extensions = tmp_path / "torch_extensions"
+    cached = Path(sys.prefix) / "torch_extensions" / "deepspeed_shm_comm"
+    if cached.is_dir():  # spares a compile; without it the op is compiled here
+        shutil.copytree(cached, extensions / cached.name)
+    lock = extensions / "deepspeed_shm_comm" / "lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    lock.touch()
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(extensions))
+    run = run_perf("--worker-timeout", "300", "-k", "ms_per_token and zero_bf16 and bs1")
+    run.result.assert_outcomes(passed=1)
+    pytest.LineMatcher(run.result.stderr.lines + run.result.stdout.lines).fnmatch_lines(
+        [f"*removed {lock}: left by a build of deepspeed_shm_comm that was interrupted*"])
+    assert not lock.exists() and (lock.parent / "deepspeed_shm_comm.so").exists()

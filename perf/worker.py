@@ -38,6 +38,28 @@ def _op_cache_per_virtualenv() -> None:
         os.environ["TORCH_EXTENSIONS_DIR"] = os.path.join(sys.prefix, "torch_extensions")
 
 
+def _collapse_repeated_log_records() -> None:
+    """A library logging the same line at every forward (bitsandbytes' "MatMul8bitLt: inputs will
+    be cast ..." 9,660 times in one cell) buried the worker log: each distinct message of a logger
+    is shown once, then again with its count at the 10th, 100th, 1000th... time."""
+    import logging
+    from collections import Counter
+    seen = Counter()
+    call_handlers = logging.Logger.callHandlers
+
+    def once(self, record):
+        key = (record.name, record.levelno, record.getMessage())
+        seen[key] += 1
+        n = seen[key]
+        if n > 1:
+            if str(n).strip("0") != "1":
+                return
+            record.msg, record.args = f"{key[2]} [the same message {n} times so far; repeats not shown]", ()
+        call_handlers(self, record)
+
+    logging.Logger.callHandlers = once
+
+
 def _die_with_parent() -> None:
     # Linux: if pytest dies without stopping us (SIGKILL, crash), the kernel kills the worker.
     try:
@@ -284,6 +306,7 @@ def main() -> None:
     requests, replies = _channel(rank)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
+    _collapse_repeated_log_records()
     session = Session()
     for request in _requests(rank, world, requests):
         op = request.pop("op")

@@ -1,12 +1,13 @@
 """A backend that crashes, hangs or runs out of memory fails (or marks) its own tests only,
 with its error text and stderr, and leaves no process behind. Doubles: tests/doubles.py."""
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import pid_alive
+from tests.conftest import REPO, pid_alive
 
 DOUBLES = ["-p", "tests.doubles"]
 
@@ -74,3 +75,18 @@ def test_a_lock_left_by_a_killed_deepspeed_op_build_is_removed_and_the_run_goes_
     pytest.LineMatcher(run.result.stderr.lines + run.result.stdout.lines).fnmatch_lines(
         [f"*removed {lock}: left by a build of deepspeed_shm_comm that was interrupted*"])
     assert not lock.exists() and (lock.parent / "deepspeed_shm_comm.so").exists()
+
+
+def test_a_message_a_library_logs_at_every_step_is_shown_once_then_counted():
+    # bitsandbytes logs "MatMul8bitLt: inputs will be cast ..." at every int8 matmul.
+    script = ("import logging; from perf import worker; worker._collapse_repeated_log_records()\n"
+              "log = logging.getLogger('bitsandbytes.autograd')\n"
+              "for i in range(1500): log.warning('MatMul8bitLt: inputs will be cast from %s to float16', 'bf16')\n"
+              "log.warning('another message')")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, check=True)
+    assert done.stderr.splitlines() == [
+        "MatMul8bitLt: inputs will be cast from bf16 to float16",
+        "MatMul8bitLt: inputs will be cast from bf16 to float16 [the same message 10 times so far; repeats not shown]",
+        "MatMul8bitLt: inputs will be cast from bf16 to float16 [the same message 100 times so far; repeats not shown]",
+        "MatMul8bitLt: inputs will be cast from bf16 to float16 [the same message 1000 times so far; repeats not shown]",
+        "another message"]

@@ -125,7 +125,7 @@ def test_busy_is_judged_on_the_mean_over_the_cycles():
 
 def test_on_a_cpu_machine_the_aten_operator_count_is_the_work_evidence():
     same = judge(record(gpu=None, ops=756.85), entry(gpu=None, ops=756.85))
-    assert same.kind == NO_CHANGE and "756.85 aten operators per token, on both sides" in same.detail
+    assert same.kind == NO_CHANGE and "756.85 aten operators per token on both sides" in same.detail
     doubled = judge(record(gpu=None, ops=756.85, wall=40.0, cpu=40.0), entry(gpu=None, ops=756.85))
     assert doubled.kind == REGRESSION and doubled.decided_by == "host time"
     assert doubled.detail.startswith("work unchanged: 756.85 aten operators per token on both sides")

@@ -149,8 +149,9 @@ def test_concurrent_updates_do_not_corrupt_the_file(tmp_path):
 @pytest.mark.parametrize("content, message", [
     ("{not json", "*bad/cpu-x/tiny-bloom.json: not valid JSON*"),
     ('{"schema": 7, "entries": {}}', "*bad/cpu-x/tiny-bloom.json: field 'schema': unknown schema version 7*"),
-    ('{"schema": 1, "entries": {"accel_bf16": {"bs1": {"outcome": "ok"}}}}',
+    ('{"schema": 1, "profile": "cpu-x", "model": "tiny-bloom", "entries": {"accel_bf16": {"bs1": {"outcome": "ok"}}}}',
      "*bad/cpu-x/tiny-bloom.json: entry accel_bf16/bs1: missing field 'ms_per_token'*"),
+    ('{"schema": 1, "entries": {}}', "*bad/cpu-x/tiny-bloom.json: missing field 'profile'; missing field 'model'*"),
 ])
 def test_a_bad_baseline_file_stops_the_run_before_any_load_and_is_not_rewritten(run_perf, tmp_path, content, message):
     path = tmp_path / "bad" / "cpu-x" / "tiny-bloom.json"

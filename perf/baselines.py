@@ -205,22 +205,9 @@ def load(path: Path) -> dict | None:
     path = Path(path)
     if not path.exists():
         return None
-    try:
-        data = json.loads(path.read_text(), parse_constant=_no_constant)
-    except IsADirectoryError:
-        raise BaselineError(f"{path}: a folder, where the baseline file should be; move it away") from None
-    except OSError as exc:
-        raise BaselineError(f"{path}: cannot read: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise BaselineError(f"{path}: not a text file; fix or remove it") from None
-    except ValueError as exc:
-        raise BaselineError(f"{path}: not valid JSON ({exc}); fix or remove the file") from None
+    data = files.read_json(path, BaselineError, "the baseline file")
     validate(data, path)
     return data
-
-
-def _no_constant(name: str):
-    raise ValueError(f"{name} is not a number JSON allows")
 
 
 # -- the protocol a figure was measured under -------------------------------------------------

@@ -1,6 +1,7 @@
 """Writing the suite's files so that a failure (a full disk, a killed process) loses nothing
 already there: whole files replaced atomically, whole lines appended or none, one writer at a time."""
 import fcntl
+import json
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -55,3 +56,24 @@ def locked(path: Path):
     with open(path.with_name(path.name + ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
+
+
+def read_json(path: Path, error: type[Exception], what: str):
+    """The strict JSON (no NaN or Infinity) in `path`, which should hold `what` ("the baseline
+    file", "a results file"); anything else raises `error` with one line naming the path."""
+    try:
+        text = Path(path).read_text()
+    except IsADirectoryError:
+        raise error(f"{path}: a folder, where {what} should be; move it away or name the file") from None
+    except OSError as exc:
+        raise error(f"{path}: cannot read {what}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise error(f"{path}: not a text file, so not {what}; fix or remove it") from None
+    try:
+        return json.loads(text, parse_constant=_no_constant)
+    except ValueError as exc:
+        raise error(f"{path}: not valid JSON ({exc}; empty or truncated?), so not {what}") from None
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a number JSON allows")

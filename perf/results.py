@@ -115,18 +115,7 @@ def _where(error: dict, data: dict) -> str:
 def read(path: Path) -> dict:
     """One results file, validated (ResultsError with one line for the user otherwise)."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except IsADirectoryError:
-        raise ResultsError(f"{path}: a folder, not a results file") from None
-    except OSError as exc:
-        raise ResultsError(f"{path}: cannot read the results file: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise ResultsError(f"{path}: not a text file, so not a results file of this suite") from None
-    try:
-        data = json.loads(text)
-    except ValueError:
-        raise ResultsError(f"{path}: the results file is not valid JSON (empty or truncated?)") from None
+    data = files.read_json(path, ResultsError, "a results file of this suite")
     validate(data, path)
     return data
 

@@ -132,8 +132,8 @@ def test_plot_is_a_png(tmp_path):
 
 
 @pytest.mark.parametrize("case, message", [
-    ("missing", "cannot read the results file"),
-    ("empty", "results file is not valid JSON (empty or truncated?)"),
+    ("missing", "cannot read a results file of this suite"),
+    ("empty", "not valid JSON (Expecting value: line 1 column 1 (char 0); empty or truncated?), so not a results file"),
     ("other-model", "no baseline for profile 'cpu-amd-epyc-2c' and model 'synthetic-bloom-560m'"),
     ("other-run", "results of model 'tiny-bloom', but RESULTS are 'synthetic-bloom-560m'"),
 ])

@@ -168,11 +168,10 @@ def _where(error: dict) -> str:
         return ": ".join(where + [f"missing field {field!r}"])
     if field:
         where.append(f"field {field!r}")
-    message = error["msg"]
     if error["type"] == "string_pattern_mismatch":
         message = "keys under a backend are batch sizes such as 'bs8'"
-    elif error["type"] != "missing" and "input" in error and not isinstance(error["input"], (dict, list)):
-        message += f" (got {error['input']!r})"
+    else:
+        message = files.validation_message(error)
     return ": ".join(where + [message])
 
 
@@ -347,7 +346,7 @@ def update(path: Path, profile: str, model: str, entries: dict, mode: str = "yes
                     why = refuse(old, entry) if refuse and mode == "pool" else None
                     if why:
                         notes.append(f"kept {backend}/{key}, not pooled: {why}; pool it anyway with "
-                                     "--update-baselines=force-pool, or --pool --force")
+                                     "pytest's --update-baselines=force-pool, or perf-record-baselines --pool --force")
                         continue
                     entry, why = pooled(old, entry)
                     if entry is None:  # nothing is overwritten by a run that does not belong with it

@@ -3,6 +3,7 @@ already there: whole files replaced atomically, whole lines appended or none, on
 import fcntl
 import json
 import os
+import re
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -70,10 +71,37 @@ def read_json(path: Path, error: type[Exception], what: str):
     except UnicodeDecodeError:
         raise error(f"{path}: not a text file, so not {what}; fix or remove it") from None
     try:
-        return json.loads(text, parse_constant=_no_constant)
+        data = json.loads(text, parse_constant=_NotANumber)
     except ValueError as exc:
         raise error(f"{path}: not valid JSON ({exc}; empty or truncated?), so not {what}") from None
+    where = _first_not_a_number(data)
+    if where is not None:
+        field, name = where
+        raise error(f"{path}: field '{field}': {name} is not a number JSON allows; fix or remove it") from None
+    return data
 
 
-def _no_constant(name: str):
-    raise ValueError(f"{name} is not a number JSON allows")
+class _NotANumber(str):
+    """NaN, Infinity or -Infinity where the file has it, so that the error can say where."""
+
+
+def _first_not_a_number(data, at: str = ""):
+    if isinstance(data, _NotANumber):
+        return at, str(data)
+    children = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
+    for key, value in children:
+        found = _first_not_a_number(value, f"{at}[{key}]" if isinstance(key, int) else f"{at}.{key}".lstrip("."))
+        if found:
+            return found
+    return None
+
+
+def validation_message(error: dict) -> str:
+    """A pydantic error's message for a user: without pydantic's model class names, with the value
+    found where it is short enough to read."""
+    message = re.sub(r" or instance of \w+", "", error["msg"])
+    if error["type"] != "missing" and "input" in error:
+        shown = repr(error["input"])
+        if not isinstance(error["input"], (dict, list)) or len(shown) <= 40:
+            message += f" (got {shown})"
+    return message

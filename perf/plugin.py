@@ -56,6 +56,18 @@ def pytest_xdist_make_scheduler(config, log):
                 return nodeid
             return nodeid.rpartition("[")[2][:-1].split("-")[0]
 
+        def remove_node(self, node):
+            # xdist's LoadScopeScheduling puts the test that crashed its worker back in the queue
+            # with the rest of the backend's: it then runs again, and is reported twice (failed,
+            # then passed). Marked done here, the rest of the backend goes on without it.
+            crashed = next((nodeid for unit in self.assigned_work.get(node, {}).values()
+                            for nodeid, done in unit.items() if not done), None)
+            for unit in self.assigned_work.get(node, {}).values():
+                if crashed in unit:
+                    unit[crashed] = True
+            super().remove_node(node)
+            return crashed
+
     return ByBackend(config, log)
 
 
@@ -210,7 +222,7 @@ def pytest_terminal_summary(terminalreporter, config) -> None:
             terminalreporter.write_line(line, red=True)
         if perf.unwritten:
             terminalreporter.write_line(perf.unwritten)
-    else:
+    if not perf.unwritten:
         terminalreporter.write_line(f"results file: {s.results}")
 
 

@@ -31,12 +31,12 @@ def main(argv=None) -> int:
     try:
         planned = [(path, results.read(path)) for path in args.results]
     except results.ResultsError as exc:
-        print(f"record-baselines: {exc}", file=sys.stderr)
+        print(f"perf-record-baselines: {exc}", file=sys.stderr)
         return 2
     per_file = []  # every file read and turned into entries before anything is written
     for path, run in planned:
         if run.get("hardware_profile") is None:
-            print(f"record-baselines: {path}: no hardware profile (the run measured nothing?)", file=sys.stderr)
+            print(f"perf-record-baselines: {path}: no hardware profile (the run measured nothing?)", file=sys.stderr)
             return 2
         per_file.append(baselines.entries_from(run["tests"], run["fingerprint"], run["hardware_profile"],
                                                date=run["started"]))
@@ -49,10 +49,10 @@ def main(argv=None) -> int:
                 mode = ("force-pool" if args.force else "pool") if args.pool else "force" if args.force else "yes"
                 notes = baselines.update(target, profile, run["model"], entries, mode, refuse=verdicts.pool_refusal)
             except baselines.BaselineError as exc:  # the file is left as it was
-                print(f"record-baselines: {exc}", file=sys.stderr)
+                print(f"perf-record-baselines: {exc}", file=sys.stderr)
                 return 2
             except OSError as exc:
-                print(f"record-baselines: cannot write {target}: {exc.strerror}; it is left as it was", file=sys.stderr)
+                print(f"perf-record-baselines: cannot write {target}: {exc.strerror}; it is left as it was", file=sys.stderr)
                 return 2
             print(f"{path} -> {target}: " + "; ".join(notes))
     return 0

@@ -396,10 +396,10 @@ def main(argv=None) -> int:
         else:
             sys.stdout.write(text)
     except ReportError as exc:
-        print(f"report: {exc}", file=sys.stderr)
+        print(f"perf-report: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
-        print(f"report: cannot write {exc.filename or args.out}: {exc.strerror}", file=sys.stderr)
+        print(f"perf-report: cannot write {exc.filename or args.out}: {exc.strerror}", file=sys.stderr)
         return 2
     failing = {"regression": set(DECIDED) - {IMPROVEMENT}, "inconclusive": {REGRESSION, INCONCLUSIVE},
                "never": set()}[args.fail_on]

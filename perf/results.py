@@ -106,10 +106,7 @@ def _where(error: dict, data: dict) -> str:
         loc = loc[2:]
     if loc:
         where.append("field " + ".".join(map(str, loc)))
-    message = error["msg"]
-    if error["type"] != "missing" and not isinstance(error.get("input"), (dict, list)):
-        message += f" (got {error.get('input')!r})"
-    return ": ".join(where + [message])
+    return ": ".join(where + [files.validation_message(error)])
 
 
 def read(path: Path) -> dict:

@@ -109,8 +109,8 @@ class PerfSession:
             except OSError as exc:  # update() left the file and its history as they were
                 cells = ", ".join(f"{b}/{k}" for b, sizes in entries.items() for k in sizes)
                 self.write_failures.append(f"baseline {path} NOT updated with {cells}: {exc.strerror or exc}; "
-                                           "the figures are in the results file: record them later with "
-                                           "perf-record-baselines")
+                                           f"the figures are in the results file: record them later with "
+                                           f"perf-record-baselines {self.settings.results}")
 
     def write_results(self) -> None:
         """The results file; if it cannot be written (a full disk), a copy in the temporary folder,

@@ -173,7 +173,8 @@ def _positive(option: str, text: str, kind=int):
     except ValueError:
         value = None
     if value is None or not math.isfinite(value) or value <= 0:
-        raise pytest.UsageError(f"{option} {text!r}: expected a positive {kind.__name__}, e.g. {option} 5")
+        what = "finite number" if kind is float else "whole number"
+        raise pytest.UsageError(f"{option} {text!r}: expected a positive {what}, e.g. {option} 5")
     return value
 
 

@@ -256,7 +256,7 @@ def test_record_baselines_pools_real_h200_runs_once_each(tmp_path, capsys):
     capsys.readouterr()
     assert record_baselines.main([*map(str, H200_RUN_FILES[2]), "--pool", "--baselines", str(store)]) == 0
     assert "kept accel_bf16/bs1, not pooled: this run was INCONCLUSIVE against it (wall +30.4% [+3.0%, +68.1%]); " \
-           "pool it anyway with --update-baselines=force-pool, or --pool --force" in capsys.readouterr().out
+           "pool it anyway with pytest's --update-baselines=force-pool, or perf-record-baselines --pool --force" in capsys.readouterr().out
     assert record_baselines.main([*map(str, H200_RUN_FILES[2] + H200_RUN_FILES[3]), "--pool", "--force",
                                   "--baselines", str(store)]) == 0
     path = store / "1xH200" / "synthetic-bloom-7b1.json"

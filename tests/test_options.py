@@ -20,7 +20,7 @@ def _usage_error(run, *args):
     (["--model", "not-cached/bloom-xyz"], "*--model 'not-cached/bloom-xyz': not in the local Hugging Face cache*hf download not-cached/bloom-xyz*"),
     (["--batch-sizes", "0"], "*--batch-sizes '0': '0' is not a positive integer*--batch-sizes 1,8,32*"),
     (["--batch-sizes", "1,x"], "*--batch-sizes '1,x': 'x' is not a positive integer*"),
-    (["--cycles", "0"], "*--cycles '0': expected a positive int*"),
+    (["--cycles", "0"], "*--cycles '0': expected a positive whole number*"),
     (["--max-memory", "0=70G"], "*--max-memory '0=70G': '0=70G' is not DEVICE=SIZE; give DEVICE=SIZE,... "
                                 "such as --max-memory 0=70GiB,1=70GiB,cpu=200GiB*"),
     (["--hostfile", "/no/such/hostfile"], "*--hostfile '/no/such/hostfile': cannot read /no/such/hostfile*"),

@@ -153,7 +153,7 @@ def test_bad_input_is_one_line_exit_2_and_no_output_file(tmp_path, capsys, case,
     argv = [str(results), "--out", str(out)] + (["--against", str(against)] if against else [])
     assert report.main(argv) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and message in err and err.startswith("report: ")
+    assert err.count("\n") == 1 and message in err and err.startswith("perf-report: ")
     assert not out.exists() and list(tmp_path.iterdir()) in ([], [results])
 
 

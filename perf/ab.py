@@ -187,15 +187,9 @@ def judge(head: dict, base: dict, cycles: dict, pairs: int, threshold: float, un
         evidence = {name: Verdict(INCONCLUSIVE, v.change, v.low, v.high, f"{v.detail}; too few pairs for an interval")
                     for name, v in evidence.items()}
     ours, theirs = head.get("profile") or {}, base.get("profile") or {}
-    if ours.get("gpu_decode_ms_per_step_samples") and theirs.get("gpu_decode_ms_per_step_samples"):
-        evidence["GPU kernel time"] = verdicts.compare_gpu(ours["gpu_decode_ms_per_step_samples"],
-                                                           theirs["gpu_decode_ms_per_step_samples"],
-                                                           verdicts.baselines.DEFAULT_GPU_THRESHOLD)
-    if ours.get("kernels") and theirs.get("kernels"):
-        evidence["kernels"] = verdicts.compare_kernels(ours["kernels"], theirs["kernels"])
-    if ours.get("aten_ops_per_token_samples") and theirs.get("aten_ops_per_token_samples"):
-        evidence["aten ops"] = verdicts.compare_counts(ours["aten_ops_per_token_samples"],
-                                                       theirs["aten_ops_per_token_samples"], "aten operators per token")
+    samples = lambda profile: {k.removesuffix("_samples"): v for k, v in profile.items() if k.endswith("_samples")}  # noqa: E731
+    evidence.update(verdicts.work_evidence(samples(ours), samples(theirs), ours.get("kernels"), theirs.get("kernels"),
+                                           verdicts.baselines.DEFAULT_GPU_THRESHOLD))
     side_entry = {"kernels": theirs.get("kernels"),
                   "samples": {"main_cpu_ms_per_token": base.get("main_cpu_ms_per_token_samples")}}
     cell = verdicts._combine(evidence, [], {**head, "profile": ours}, side_entry, against="the base")

@@ -260,6 +260,22 @@ def judge(entry: dict | None, record: dict, protocol: dict) -> Verdict:
     return speed
 
 
+def work_evidence(ours: dict, theirs: dict, our_kernels: dict | None, their_kernels: dict | None,
+                  gpu_threshold: float) -> dict:
+    """The evidence of the work itself, from the profiled cycles, where both sides have it: GPU
+    kernel time per decode step (samples per profiled cycle), the kernels, aten operators."""
+    evidence = {}
+    if ours.get("gpu_decode_ms_per_step") and theirs.get("gpu_decode_ms_per_step"):
+        evidence["GPU kernel time"] = compare_gpu(ours["gpu_decode_ms_per_step"], theirs["gpu_decode_ms_per_step"],
+                                                  gpu_threshold)
+    if our_kernels and their_kernels:
+        evidence["kernels"] = compare_kernels(our_kernels, their_kernels)
+    if ours.get("aten_ops_per_token") and theirs.get("aten_ops_per_token"):
+        evidence["aten ops"] = compare_counts(ours["aten_ops_per_token"], theirs["aten_ops_per_token"],
+                                              "aten operators per token")
+    return evidence
+
+
 def _judge_evidence(entry: dict, record: dict, ours: dict, theirs: dict, threshold: float) -> Verdict:
     """Each kind of evidence both sides have, then the cell from them (module docstring)."""
     both = lambda kind: bool(ours.get(kind)) and bool(theirs.get(kind))  # noqa: E731
@@ -268,16 +284,8 @@ def _judge_evidence(entry: dict, record: dict, ours: dict, theirs: dict, thresho
     if both("main_cpu_ms_per_token"):
         evidence["host time"] = compare_with_host(ours["main_cpu_ms_per_token"], theirs["main_cpu_ms_per_token"],
                                                   *probes, threshold)
-    gpu_threshold = entry.get("gpu_threshold") or baselines.DEFAULT_GPU_THRESHOLD
-    if both("gpu_decode_ms_per_step"):
-        evidence["GPU kernel time"] = compare_gpu(ours["gpu_decode_ms_per_step"], theirs["gpu_decode_ms_per_step"],
-                                                  gpu_threshold)
-    new_kernels = (record.get("profile") or {}).get("kernels")
-    if new_kernels and entry.get("kernels"):
-        evidence["kernels"] = compare_kernels(new_kernels, entry["kernels"])
-    if both("aten_ops_per_token"):
-        evidence["aten ops"] = compare_counts(ours["aten_ops_per_token"], theirs["aten_ops_per_token"],
-                                              "aten operators per token")
+    evidence.update(work_evidence(ours, theirs, (record.get("profile") or {}).get("kernels"), entry.get("kernels"),
+                                  entry.get("gpu_threshold") or baselines.DEFAULT_GPU_THRESHOLD))
     cpus = record.get("worker_cpus")
     busy = [f"{side}: {why}" for side, why in (("this run", host_busy(ours, cpus)),
                                                ("the baseline", host_busy(theirs, cpus))) if why]

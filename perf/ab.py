@@ -20,8 +20,9 @@ import math
 import random
 import time
 import zlib
+from dataclasses import replace
 
-from perf import figures, stats, verdicts
+from perf import baselines, evidence, figures, stats, verdicts
 from perf.launcher import RemoteError
 from perf.verdicts import DECIDED, INCONCLUSIVE, NO_CHANGE, Verdict
 
@@ -77,9 +78,9 @@ def rounds(rng: random.Random, alternate: bool, block: int):
             yield [side for side in order for _ in range(block if alternate else 1)]
 
 
-def run_cell(sides: Sides, batch_size: int, settings, threshold: float, seed_text: str, progress) -> dict:
-    """Pairs of cycles until decided, then the profiled cycles; the head's figures, the base's
-    samples and the paired verdict, as a record's fields."""
+def run_cell(sides: Sides, batch_size: int, settings, threshold: float, seed_text: str) -> tuple[dict, Verdict]:
+    """Pairs of cycles until decided, then the profiled cycles: the head's figures with the base's
+    (as a record's fields), and the paired verdict."""
     new_tokens = settings.new_tokens
     rng = random.Random(zlib.crc32(seed_text.encode()))
     cycles = {"base": [], "head": []}
@@ -129,78 +130,84 @@ def run_cell(sides: Sides, batch_size: int, settings, threshold: float, seed_tex
             unavailable.append(f"profiled cycles (GPU kernels, aten operators): not in the {side}'s worker")
     if unavailable:
         profiled = {"base": [], "head": []}
-    unavailable += [f"host CPU time: not in the {side}'s worker" for side in ("base", "head")
-                    if cycles[side] and cycles[side][0].get("main_cpu_s") is None]
     head = figures.speed_figures(cycles["head"][:pairs], ttft["head"], memory["head"], profiled["head"],
                                  info["head"], None, new_tokens)
     base = figures.speed_figures(cycles["base"][:pairs], ttft["base"], memory["base"], profiled["base"],
                                  info["base"], None, new_tokens)
+    for side, mine, other in (("base", base, head), ("head", head, base)):  # timed evidence one worker lacks
+        unavailable += [f"{kind.label}: not in the {side}'s worker" for kind in evidence.SAMPLED
+                        if kind.source == evidence.CYCLE and kind.compare
+                        and kind.key in other["samples"] and kind.key not in mine["samples"]]
     verdict = judge(head, base, cycles, pairs, threshold, unavailable)
     seconds = time.monotonic() - start
-    return {**head, "verdict_obj": verdict,
-            "ab": {"pairs": pairs, "seconds": round(seconds, 1), "stopped": stopped if pairs >= MIN_PAIRS else "budget",
-                   "order": "".join(side[0] for side in order), "loads": "alternate" if sides.alternate else "together",
-                   "load_count": dict(sides.loads),
-                   "loads_reason": sides.reason, "unavailable": sorted(set(unavailable)),
-                   "threshold": threshold, "base": {k: v for k, v in base.items() if k.endswith("_samples") or k in (
-                       "ms_per_token", "profile", "peak_memory", "ttft_ms")}}}
+    return {**head, "ab": {
+        "pairs": pairs, "seconds": round(seconds, 1), "stopped": stopped if pairs >= MIN_PAIRS else "budget",
+        "order": "".join(side[0] for side in order), "loads": "alternate" if sides.alternate else "together",
+        "load_count": dict(sides.loads), "loads_reason": sides.reason, "unavailable": sorted(set(unavailable)),
+        "threshold": threshold,
+        "base": {k: base.get(k) for k in ("ms_per_token", "samples", "profile", "peak_memory", "ttft_ms")}}}, verdict
 
 
-def _ratios(cycles: dict, key: str) -> list[float]:
-    """head / base of `key` per token, pair by pair (empty if a side lacks it)."""
-    pairs = zip(cycles["head"], cycles["base"])
-    try:
-        return [(h[key] / h["new_tokens"]) / (b[key] / b["new_tokens"]) for h, b in pairs
-                if h[key] > 0 and b[key] > 0]
-    except (KeyError, TypeError):
-        return []
+def _ratios(cycles: dict, kind) -> list[float]:
+    """head / base of a kind of evidence, pair by pair (empty if a side lacks it)."""
+    ratios = []
+    for head, base in zip(cycles["head"], cycles["base"]):
+        ours, theirs = kind.read(head), kind.read(base)
+        if ours is None or theirs is None:
+            return []
+        if ours > 0 and theirs > 0:
+            ratios.append(ours / theirs)
+    return ratios
 
 
 def paired(ratios: list[float], threshold: float, what: str) -> Verdict:
     interval = stats.paired_shift(ratios)
-    kind = verdicts._kind_of(interval, threshold)
+    kind = verdicts.kind_of(interval, threshold)
     if kind == NO_CHANGE and interval.low < -math.log1p(threshold):
         kind = INCONCLUSIVE  # side by side, no change means within the threshold both ways
     return Verdict(kind, math.expm1(interval.estimate), math.expm1(interval.low), math.expm1(interval.high),
                    f"({len(ratios)} {what} pairs, {interval.confidence:.0%} interval, threshold {threshold:.0%})")
 
 
+PAIRED = [kind for kind in evidence.KINDS.values() if kind.paired]  # wall first
+
+
 def judge_pairs(cycles: dict, threshold: float) -> tuple[dict, str | None]:
-    """The paired intervals of wall and host time so far, and why sampling may stop (or None)."""
-    evidence = {"wall": paired(_ratios(cycles, "seconds"), threshold, "cycle")}
-    cpu = _ratios(cycles, "main_cpu_s")
-    if cpu:
-        evidence["host time"] = paired(cpu, threshold, "cycle")
-    if all(v.kind in DECIDED + (NO_CHANGE,) for v in evidence.values()):
-        return evidence, "decided"
-    if all(math.log1p(v.high) - math.log1p(v.low) < math.log1p(threshold) for v in evidence.values()):
-        return evidence, "precise"  # narrower than the threshold: near it, and more pairs will not move it
-    return evidence, None
+    """The paired intervals of the paired kinds (wall, host time) so far, and why sampling may stop
+    (or None)."""
+    evidence_ = {}
+    for kind in PAIRED:
+        ratios = _ratios(cycles, kind)
+        if ratios or kind.key == "ms_per_token":
+            evidence_[kind.key] = replace(paired(ratios, threshold, "cycle"), label=kind.label)
+    if all(v.kind in DECIDED + (NO_CHANGE,) for v in evidence_.values()):
+        return evidence_, "decided"
+    if all(math.log1p(v.high) - math.log1p(v.low) < math.log1p(threshold) for v in evidence_.values()):
+        return evidence_, "precise"  # narrower than the threshold: near it, and more pairs will not move it
+    return evidence_, None
 
 
 def judge(head: dict, base: dict, cycles: dict, pairs: int, threshold: float, unavailable: list[str]) -> Verdict:
-    """The cell, from the paired evidence (verdicts._combine's rules; no busy-host rule: both
-    sides shared the host, pair by pair)."""
+    """The cell, from the paired evidence and the work both sides did (perf.verdicts.combine's
+    rules; no busy-host rule: both sides shared the host, pair by pair)."""
     trimmed = {side: cycles[side][:pairs] for side in cycles}
-    evidence, _ = judge_pairs(trimmed, threshold) if pairs >= 2 else ({"wall": Verdict(INCONCLUSIVE, detail="no pair")}, None)
+    if pairs >= 2:
+        evidence_, _ = judge_pairs(trimmed, threshold)
+    else:
+        evidence_ = {"ms_per_token": Verdict(INCONCLUSIVE, detail="no pair", label=evidence.KINDS["ms_per_token"].label)}
     if pairs < MIN_PAIRS:
-        evidence = {name: Verdict(INCONCLUSIVE, v.change, v.low, v.high, f"{v.detail}; too few pairs for an interval")
-                    for name, v in evidence.items()}
-    ours, theirs = head.get("profile") or {}, base.get("profile") or {}
-    samples = lambda profile: {k.removesuffix("_samples"): v for k, v in profile.items() if k.endswith("_samples")}  # noqa: E731
-    evidence.update(verdicts.work_evidence(samples(ours), samples(theirs), ours.get("kernels"), theirs.get("kernels"),
-                                           verdicts.baselines.DEFAULT_GPU_THRESHOLD))
-    side_entry = {"kernels": theirs.get("kernels"),
-                  "samples": {"main_cpu_ms_per_token": base.get("main_cpu_ms_per_token_samples")}}
-    cell = verdicts._combine(evidence, [], {**head, "profile": ours}, side_entry, against="the base")
-    wall = evidence["wall"]
+        evidence_ = {key: replace(v, kind=INCONCLUSIVE, detail=f"{v.detail}; too few pairs for an interval")
+                     for key, v in evidence_.items()}
+    ours, theirs = evidence.side_of_record(head), evidence.side_of_record(base)
+    evidence_.update(verdicts.evidence_of(evidence.WORK, ours, theirs, {"gpu_threshold": baselines.DEFAULT_GPU_THRESHOLD}))
+    cell = verdicts.combine(evidence_, [], ours, theirs, verdicts.AGAINST_BASE)
     detail = cell.detail + "".join(f"; {note}" for note in unavailable)
-    return Verdict(cell.kind, wall.change, wall.low, wall.high, detail, cell.decided_by, evidence)
+    return replace(cell, detail=detail)
 
 
 def default_threshold(fingerprint: dict) -> float:
     """As baseline entries get theirs: 5% with a GPU, 30% on a CPU machine."""
-    return verdicts.baselines.DEFAULT_THRESHOLD if fingerprint.get("device_count") else verdicts.baselines.CPU_THRESHOLD
+    return baselines.DEFAULT_THRESHOLD if fingerprint.get("device_count") else baselines.CPU_THRESHOLD
 
 
 def summary_line(rec: dict) -> str:

@@ -5,8 +5,8 @@
 
 ENTRY (the pydantic models below are the exact schema, and `load` checks every file with them):
 outcome ("ok" | "oom"), ms_per_token (null when oom), ttft_ms, peak_memory_mb (per device),
-samples (one list per kind of evidence, SAMPLE_KINDS: per timed cycle, or per profiled cycle for
-the gpu_* kinds, launches_per_step and aten_ops_per_token; empty for published figures),
+samples (one list per kind of evidence, by the keys of perf.evidence: per timed cycle, or per
+profiled cycle; empty for published figures),
 kernels (the GPU kernels of the profiled cycles: {"decode"|"prefill": {name: {"launches_per_step",
 "ms_per_step"}}}), threshold (relative, for wall and host CPU time; default 0.05, 0.30 on CPU
 machines), gpu_threshold (for GPU kernel time, default 0.02), memory_threshold (default 0.10),
@@ -32,9 +32,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
-from perf import files
+from perf import evidence, files
+from perf.protocol import SPEED_TEST
+from perf.schema import Model, NonNegative, Positive, Samples
 
 SCHEMA = 2
 READABLE_SCHEMAS = (1, 2)
@@ -51,11 +53,6 @@ DEFAULT_GPU_THRESHOLD = 0.02
 CPU_MEMORY_THRESHOLD = 0.30
 DEFAULT_MEMORY_THRESHOLD = 0.10
 PROMPTS_ID = "transformers-bloom-inference (8 prompts)"
-SPEED_TEST = "test_ms_per_token"  # the timed test, whose records become entries
-# The per-cycle evidence a record holds as `<kind>_samples` and an entry as samples[kind].
-SAMPLE_KINDS = ("ms_per_token", "ttft_ms", "host_probe_ms", "main_cpu_ms_per_token", "process_cpu_ms_per_token",
-                "other_cpus", "run_queue_wait", "gpu_decode_ms_per_step", "gpu_prefill_ms",
-                "launches_per_step", "aten_ops_per_token")
 
 
 class BaselineError(Exception):
@@ -63,52 +60,32 @@ class BaselineError(Exception):
 
 
 # -- the schema ----------------------------------------------------------------------------
-Positive = Annotated[float, Field(gt=0, allow_inf_nan=False, strict=True)]
-NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False, strict=True)]
 Fraction = Annotated[float, Field(gt=0, lt=10, allow_inf_nan=False, strict=True)]
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-
-class Samples(_Model):
-    ms_per_token: list[Positive] = []
-    ttft_ms: list[Positive] = []
-    host_probe_ms: list[Positive] = []
-    main_cpu_ms_per_token: list[NonNegative] = []
-    process_cpu_ms_per_token: list[NonNegative] = []
-    other_cpus: list[NonNegative] = []
-    run_queue_wait: list[NonNegative] = []
-    gpu_decode_ms_per_step: list[Positive] = []
-    gpu_prefill_ms: list[Positive] = []
-    launches_per_step: list[Positive] = []
-    aten_ops_per_token: list[Positive] = []
-
-
-class Kernel(_Model):
+class Kernel(Model):
     launches_per_step: NonNegative
     ms_per_step: NonNegative
 
 
-class Kernels(_Model):
+class Kernels(Model):
     decode: dict[str, Kernel] = {}
     prefill: dict[str, Kernel] = {}
 
 
-class Provenance(_Model):
+class Provenance(Model):
     kind: Literal["measured", "published"]
     runs: Annotated[int, Field(ge=1, strict=True)] | None = None
 
 
-class Protocol(_Model):
+class Protocol(Model):
     new_tokens: Annotated[int, Field(gt=0, strict=True)]
     world_size: Annotated[int, Field(gt=0, strict=True)]
     cycles: Annotated[int, Field(gt=0, strict=True)] | None = None
     cpus: list[Annotated[int, Field(ge=0, strict=True)]] | None = None
 
 
-class Entry(_Model):
+class Entry(Model):
     outcome: Literal["ok", "oom"]
     ms_per_token: Positive | None
     ttft_ms: Positive | None = None
@@ -128,7 +105,7 @@ class Entry(_Model):
         return self
 
 
-class BaselineFile(_Model):
+class BaselineFile(Model):
     schema_: int = Field(alias="schema")
     profile: str
     model: str
@@ -235,15 +212,14 @@ def entry_from(record: dict, protocol: dict, fingerprint: dict, date: str | None
     """The baseline entry for one measured record; `date`: when it was measured (default: now)."""
     oom = record["outcome"] == "oom"
     gpu = bool(fingerprint.get("device_count"))
-    profile = record.get("profile") or {}
+    kernels = (record.get("profile") or {}).get("kernels")
     return {
         "outcome": "oom" if oom else "ok",
         "ms_per_token": None if oom else record["ms_per_token"],
         "ttft_ms": None if oom else record.get("ttft_ms"),
         "peak_memory_mb": None if oom else record["peak_memory"]["per_device_mb"],
-        "samples": {} if oom else {kind: list(record.get(f"{kind}_samples") or profile.get(f"{kind}_samples") or [])
-                                   for kind in SAMPLE_KINDS},
-        "kernels": None if oom or not profile.get("kernels") else profile["kernels"],
+        "samples": {} if oom else {kind.key: list(record["samples"].get(kind.key) or []) for kind in evidence.SAMPLED},
+        "kernels": None if oom or not kernels else kernels,
         "threshold": DEFAULT_THRESHOLD if gpu else CPU_THRESHOLD,
         "gpu_threshold": DEFAULT_GPU_THRESHOLD,
         "memory_threshold": DEFAULT_MEMORY_THRESHOLD if gpu else CPU_MEMORY_THRESHOLD,
@@ -290,28 +266,48 @@ def pooled(old: dict, new: dict) -> tuple[dict | None, str]:
     """`new` with `old`'s samples before its own: one more process in the baseline. Between
     processes on the lent H200 medians moved by -34% to +58%, far more than within one, so a
     baseline of one process judges the next against that process's luck. Returns (None, why)
-    when the two cannot be pooled (the caller keeps `old`)."""
+    when the two cannot be pooled (the caller keeps `old`), else (the pooled entry, a note: which
+    kinds of evidence the earlier runs lack, or this one; "" when none).
+
+    A kind of evidence one side lacks (recorded before the suite took it, or with fewer profiled
+    cycles) does not block pooling: each kind pools what the runs that have it measured, and
+    provenance.runs_of counts those runs where they are fewer than `runs`."""
     differs = protocol_differences(old["protocol"], new["protocol"])
-    has = lambda entry, kind: bool(entry["samples"].get(kind))  # noqa: E731
-    uneven = [kind for kind in SAMPLE_KINDS if kind not in ("ttft_ms",) and has(old, kind) != has(new, kind)]
     why = ("one of them ran out of memory" if "oom" in (old["outcome"], new["outcome"])
            else "not comparable: " + "; ".join(differs) if differs
            else "their versions differ" if old["provenance"].get("versions") != new["provenance"].get("versions")
-           else f"one has {', '.join(uneven)} samples, the other not" if uneven
-           else "their GPU kernels differ" if not same_launches(old.get("kernels"), new.get("kernels"))
+           else "their GPU kernels differ" if old.get("kernels") and new.get("kernels")
+           and not same_launches(old["kernels"], new["kernels"])
            else "")
     if why:
         return None, why
-    samples = {k: old["samples"].get(k, []) + new["samples"].get(k, []) for k in SAMPLE_KINDS}
+    runs = old["provenance"].get("runs", 1)
+    runs_of = dict(old["provenance"].get("runs_of") or {})
+    samples, earlier_lack, this_lacks = {}, [], []
+    for kind in evidence.SAMPLED:
+        before, now = old["samples"].get(kind.key) or [], new["samples"].get(kind.key) or []
+        samples[kind.key] = before + now
+        if now and not before:
+            earlier_lack.append(kind.key)
+            runs_of[kind.key] = 1
+        elif now and kind.key in runs_of:
+            runs_of[kind.key] += 1
+        elif before and not now:
+            this_lacks.append(kind.key)
+            runs_of.setdefault(kind.key, runs)
     first = old["provenance"].get("first_date", old["provenance"].get("date"))
+    provenance = {**new["provenance"], "runs": runs + 1, "first_date": first}
+    if runs_of:
+        provenance["runs_of"] = runs_of
+    note = "; ".join(([f"the earlier {runs} run(s) lack {', '.join(earlier_lack)}: these samples are this run's"]
+                      if earlier_lack else []) + ([f"this run lacks {', '.join(this_lacks)}"] if this_lacks else []))
     return {**new, "ms_per_token": statistics.median(samples["ms_per_token"]),
             "ttft_ms": statistics.median(samples["ttft_ms"]) if samples["ttft_ms"] else new.get("ttft_ms"),
-            "samples": samples,
+            "samples": samples, "kernels": new.get("kernels") or old.get("kernels"),
             # thresholds are kept: a profile's may have been edited by hand
             **{name: old.get(name, new.get(name)) for name in ("threshold", "gpu_threshold", "memory_threshold")
                if old.get(name, new.get(name)) is not None},
-            "provenance": {**new["provenance"], "runs": old["provenance"].get("runs", 1) + 1,
-                           "first_date": first}}, ""
+            "provenance": provenance}, note
 
 
 def already_pooled(old: dict, new: dict) -> bool:
@@ -352,7 +348,7 @@ def update(path: Path, profile: str, model: str, entries: dict, mode: str = "yes
                     if entry is None:  # nothing is overwritten by a run that does not belong with it
                         notes.append(f"kept {backend}/{key}, not pooled: {why} (replace it with --update-baselines)")
                         continue
-                    done = f"pooled (runs: {entry['provenance']['runs']})"
+                    done = f"pooled (runs: {entry['provenance']['runs']}{'; ' + why if why else ''})"
                 if old is not None:
                     history.append({"replaced": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                                     "backend": backend, "entry_key": key, "entry": old})

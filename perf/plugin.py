@@ -14,6 +14,7 @@ from perf import ab, files, table
 from perf import settings as settings_mod
 from perf.backends import BACKENDS
 from perf.baselines import BaselineError
+from perf.protocol import SPEED_TEST
 from perf.session import PerfSession
 
 RESULTS = pytest.StashKey[PerfSession]()
@@ -117,7 +118,7 @@ def pytest_runtest_makereport(item, call):
     session = item.config.stash[RESULTS]
     if session.records.get(item.nodeid) is not None or _is_perf_item(item):
         session.on_report(item, report)
-        if report.when == "call" and item.originalname == table.SPEED_TEST:
+        if report.when == "call" and item.originalname == SPEED_TEST:
             progress(item.config, _cell_line(session.records[item.nodeid], report.duration))
         if report.when == "teardown":
             if session.settings.update_baselines:

@@ -14,6 +14,8 @@ PROMPTS = (
     "Peace is the only way",
 )
 
+SPEED_TEST = "test_ms_per_token"  # the timed test: its records become baseline entries
+
 NEW_TOKENS = 100
 CYCLES = 5
 WARMUP_CYCLES = 1

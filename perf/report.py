@@ -19,12 +19,12 @@ and count as failures for --fail-on regression. Exit status: 1 when --fail-on sa
 input (one line on stderr, no output file left behind), else 0.
 """
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from perf import baselines, files, results, synthetic, table, verdicts
 from perf.correctness import THRESHOLDS
+from perf.protocol import SPEED_TEST
 from perf.verdicts import DECIDED, IMPROVEMENT, INCONCLUSIVE, REFUSED, REGRESSION
 
 
@@ -65,7 +65,7 @@ def base_side(run: dict, against: str | None) -> tuple[dict | None, str]:
             raise ReportError(f"{path}: no baseline for profile {run['hardware_profile']!r} and model "
                               f"{run['model']!r} (expected {file})")
         path = file
-    data = _read_json(path)
+    data = files.read_json(path, ReportError, "--against's baseline or results file")
     if isinstance(data, dict) and "entries" in data:  # a baseline file
         try:
             baselines.validate(data, path)
@@ -76,10 +76,9 @@ def base_side(run: dict, against: str | None) -> tuple[dict | None, str]:
                               f"results are {run['model']!r} on {run['hardware_profile']!r}")
         return data["entries"], f"baseline `{path}`"
     try:
-        results.validate(data, path)
+        other = results.checked(data, path)
     except results.ResultsError as exc:
         raise ReportError(f"{exc} (--against takes a baseline folder, a baseline file or a results file)") from None
-    other = data
     if other["model"] != run["model"]:
         raise ReportError(f"{path}: results of model {other['model']!r}, but RESULTS are {run['model']!r}")
     entries = {}
@@ -88,19 +87,6 @@ def base_side(run: dict, against: str | None) -> tuple[dict | None, str]:
             entries.setdefault(backend, {})[baselines.entry_key(size)] = \
                 baselines.entry_from(rec, rec["protocol"], other["fingerprint"])
     return entries, f"run `{path}`"
-
-
-def _read_json(path: Path):
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ReportError(f"{path}: cannot read --against file: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise ReportError(f"{path}: --against file is not a text file") from None
-    try:
-        return json.loads(text)
-    except ValueError:
-        raise ReportError(f"{path}: --against file is not valid JSON (empty or truncated?)") from None
 
 
 def judged(run: dict, base: dict | None) -> list[dict]:
@@ -114,13 +100,10 @@ def judged(run: dict, base: dict | None) -> list[dict]:
         for key in ("verdict", "verdict_detail", "change", "decided_by", "evidence"):
             rec.pop(key, None)
         measured = rec.get("ms_per_token") is not None or rec["outcome"] == "oom"
-        if rec["test"] == table.SPEED_TEST and measured and rec["outcome"] in ("passed", "failed", "oom"):
+        if rec["test"] == SPEED_TEST and measured and rec["outcome"] in ("passed", "failed", "oom"):
             entry = (base or {}).get(rec["backend"], {}).get(baselines.entry_key(rec["batch_size"]))
             protocol = rec.get("protocol") or {"new_tokens": None, "world_size": 1}
-            verdict = verdicts.judge(entry, rec, protocol)
-            rec.update(verdict=verdict.kind, verdict_detail=verdict.describe(), change=verdict.change,
-                       decided_by=verdict.decided_by,
-                       evidence={name: v.as_json() for name, v in verdict.evidence.items()}, _entry=entry)
+            rec.update(verdicts.judge(entry, rec, protocol).record_fields(), _entry=entry)
         out.append(rec)
     return out
 
@@ -137,7 +120,7 @@ def render(run: dict, base: dict | None, described: str) -> tuple[str, dict, int
     skipped = sum(1 for rec in speed.values() if rec["outcome"] == "skipped")
     # A timed cell that failed on its verdict is counted as that verdict, not again as a failure.
     failed = sum(1 for rec in records if rec["outcome"] in table.FAILED
-                 and not (rec["test"] == table.SPEED_TEST and rec.get("ms_per_token") is not None))
+                 and not (rec["test"] == SPEED_TEST and rec.get("ms_per_token") is not None))
     words = [(REGRESSION, "regression"), (IMPROVEMENT, "improvement"), (verdicts.NO_CHANGE, "unchanged"),
              (INCONCLUSIVE, "inconclusive"), (verdicts.NEW, "new"), (REFUSED, "not comparable")]
     parts = [f"{counts[k]} {w}{'s' if counts[k] != 1 and w in ('regression', 'improvement') else ''}"
@@ -163,11 +146,12 @@ def render(run: dict, base: dict | None, described: str) -> tuple[str, dict, int
         lines += [f"- not available: {note}" for note in unavailable]
         lines += [f"- the sides took turns loading ({reason}): pairs are cycles of alternate loads" for reason in alternated]
         lines += [""] if unavailable or alternated else []
-    for name, figure, fmt in (("Time to first token, ms", lambda r: r.get("ttft_ms"), "{:.1f}".format),
-                              ("Peak memory, MiB (max over devices)", _memory, "{:.0f}".format),
-                              ("Weight bandwidth, GB/s (share of the device's copy bandwidth)", _bandwidth,
-                               lambda v: f"{v[0]:.1f}" + (f" ({v[1]:.0%})" if v[1] else ""))):
-        lines += table.figure_table(records, figure, fmt, name, True, verdict=None, rows_by_title=True).lines() + [""]
+    for t in table.speed_tables(records, run["model"], run["protocol"]["new_tokens"], run["protocol"]["cycles"],
+                                markdown=True, report_only=True):
+        lines += t.lines() + [""]
+    lines += table.figure_table(records, _bandwidth, lambda v: f"{v[0]:.1f}" + (f" ({v[1]:.0%})" if v[1] else ""),
+                                "Weight bandwidth, GB/s (share of the device's copy bandwidth)", True, verdict=None,
+                                rows_by_title=True).lines() + [""]
     correctness = table.correctness_table(records, THRESHOLDS)
     lines += (correctness.lines() + [""] if correctness.rows else []) + [table.EMOJI_LEGEND]
     lines += _details(records)
@@ -187,15 +171,16 @@ def _details(records) -> list[str]:
                   f"- verdict: {rec['verdict_detail']}"]
         if rec.get("decided_by"):
             lines.append(f"- decided by: {rec['decided_by']}")
-        for name, ev in (rec.get("evidence") or {}).items():
+        for key, ev in (rec.get("evidence") or {}).items():
             change = f" {verdicts.format_change(verdicts.Verdict(**{k: ev[k] for k in ('kind', 'change', 'low', 'high')}))}" \
                 if ev.get("change") is not None else ""
-            lines.append(f"- {name}: {ev['kind']}{change} {ev['detail']}".rstrip())
+            lines.append(f"- {ev.get('label', key)}: {ev['kind']}{change} {ev['detail']}".rstrip())
         entry = rec.get("_entry") or _base_side(rec)
         if entry is not None and rec.get("ms_per_token") is not None:
             base_samples = entry["samples"].get("ms_per_token") or []
-            lines += [f"- this run: median {rec['ms_per_token']:.3f} ms/token, {len(rec['ms_per_token_samples'])} "
-                      f"samples, {min(rec['ms_per_token_samples']):.3f}..{max(rec['ms_per_token_samples']):.3f}",
+            ours = rec["samples"]["ms_per_token"]
+            lines += [f"- this run: median {rec['ms_per_token']:.3f} ms/token, {len(ours)} "
+                      f"samples, {min(ours):.3f}..{max(ours):.3f}",
                       f"- baseline: {entry['ms_per_token']:.3f} ms/token ({entry['provenance']['kind']}), "
                       + (f"{len(base_samples)} samples, {min(base_samples):.3f}..{max(base_samples):.3f}"
                          if base_samples else "no samples")]
@@ -220,7 +205,7 @@ def _base_side(rec: dict) -> dict | None:
     base = (rec.get("ab") or {}).get("base")
     if not base or base.get("ms_per_token") is None:
         return None
-    return {"ms_per_token": base["ms_per_token"], "samples": {"ms_per_token": base.get("ms_per_token_samples", [])},
+    return {"ms_per_token": base["ms_per_token"], "samples": base.get("samples") or {},
             "provenance": {"kind": "the base side"}, "kernels": (base.get("profile") or {}).get("kernels")}
 
 
@@ -248,11 +233,6 @@ def _bandwidth(rec):
     if rec.get("weight_bandwidth_gb_s") is None:
         return None
     return rec["weight_bandwidth_gb_s"], rec.get("bandwidth_fraction")
-
-
-def _memory(rec):
-    memory = (rec.get("peak_memory") or {}).get("per_device_mb")
-    return max(memory) if memory else None
 
 
 def _as_published(entry: dict) -> str:

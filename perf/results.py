@@ -14,12 +14,16 @@ RECORD (one per test, `Record` below is its exact schema): test, nodeid, backend
 batch_size, model, outcome ("passed" | "failed" | "skipped" | "oom" | "worker crash" | null while
 running), reason, seconds {setup, call, teardown}; a correctness test adds its figures (texts;
 first_divergence and match; top1 and kl, with the thresholds it was held to); a ms/token test adds
-perf.figures.speed_figures (ms_per_token and `<kind>_samples` per timed cycle, profile, ...),
-protocol, versions, hardware_profile, device_count, and its verdict (verdict, verdict_detail,
-change, decided_by, evidence, baseline). Side by side (--base), a ms/token record also holds `ab`:
+perf.figures.speed_figures (ms_per_token; samples: {key: one value per cycle} for every kind of
+evidence of perf.evidence; profile: the profiled cycles' kernel tables; ...), protocol, versions,
+hardware_profile, device_count, and its verdict (verdict, verdict_detail, change, decided_by,
+evidence: {kind key: its verdict, with its label}, baseline). Side by side (--base), a ms/token record also holds `ab`:
 pairs, seconds, stopped ("decided" | "precise" | "budget"), order (b/h per cycle), loads, unavailable
-(what one side's worker could not measure), threshold, and the base's samples; its verdict is the
-head against the base. The JSON is strict: no NaN or infinity.
+(what one side's worker could not measure), threshold, and the base's figures and samples; its
+verdict is the head against the base. The JSON is strict: no NaN or infinity.
+
+Schema 3 keeps the samples under `samples`; files of schemas 1 and 2 (`<key>_samples` beside the
+figures or under `profile`, evidence keyed by label) are read into that shape (perf.evidence).
 """
 import json
 import math
@@ -30,13 +34,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError, create_model
 
-from perf import files
+from perf import evidence, files
+from perf.schema import Finite, Model, Positive, Samples
 from perf.worker import versions
 
-SCHEMA = 2
-READABLE_SCHEMAS = (1, 2)
+SCHEMA = 3
+READABLE_SCHEMAS = (1, 2, 3)
 OUTCOMES = ("passed", "failed", "skipped", "oom", "worker crash")
 VERDICT_KINDS = ("REGRESSION", "IMPROVEMENT", "NO CHANGE", "INCONCLUSIVE", "NEW", "REFUSED")
 
@@ -46,15 +51,12 @@ class ResultsError(Exception):
 
 
 # -- the schema ----------------------------------------------------------------------------------
-Positive = Annotated[float, Field(gt=0, allow_inf_nan=False, strict=True)]
-Finite = Annotated[float, Field(allow_inf_nan=False, strict=True)]
+# Records of schemas 1 and 2 held each kind's samples as `<key>_samples`: checked as such.
+_Legacy = create_model("_Legacy", __base__=Model,
+                       **{f"{name}_samples": (info.annotation, []) for name, info in Samples.model_fields.items()})
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-
-class Record(_Model):
+class Record(_Legacy):
     test: str
     nodeid: str
     backend: str | None = None
@@ -62,20 +64,18 @@ class Record(_Model):
     outcome: Literal[OUTCOMES] | None = None
     reason: str | None = None
     ms_per_token: Positive | None = None
-    ms_per_token_samples: list[Positive] = []
-    host_probe_ms_samples: list[Positive] = []
-    ttft_ms_samples: list[Positive] = []
+    samples: Samples = Samples()
     verdict: Literal[VERDICT_KINDS] | None = None
     change: Finite | None = None
 
 
-class Fingerprint(_Model):
+class Fingerprint(Model):
     devices: list[str]
     device_count: Annotated[int, Field(ge=0, strict=True)]
     versions: dict
 
 
-class ResultsFile(_Model):
+class ResultsFile(Model):
     schema_: int = Field(alias="schema")
     started: str
     model: str
@@ -112,9 +112,13 @@ def _where(error: dict, data: dict) -> str:
 def read(path: Path) -> dict:
     """One results file, validated (ResultsError with one line for the user otherwise)."""
     path = Path(path)
-    data = files.read_json(path, ResultsError, "a results file of this suite")
+    return checked(files.read_json(path, ResultsError, "a results file of this suite"), path)
+
+
+def checked(data, path) -> dict:
+    """The parsed JSON of a results file, validated and in today's shape (schema 3)."""
     validate(data, path)
-    return data
+    return {**data, "tests": [evidence.upgrade_record(t) for t in data["tests"]]}
 
 
 def read_run(paths: list[Path]) -> dict:

@@ -72,9 +72,9 @@ class PerfSession:
                                   for bid, h in self.handles.items()})
 
     # -- verdicts ------------------------------------------------------------------------------
-    def judge(self, handle, record: dict) -> Verdict:
+    def judge(self, handle, record: dict, ab_verdict: Verdict | None = None) -> Verdict:
         """The verdict of one ms/token record against its baseline entry (or, side by side, the one
-        perf.ab reached against the base, as `ab_verdict`); noted in the record."""
+        perf.ab reached against the base); noted in the record."""
         entry = ((self.baseline or {}).get("entries", {}).get(handle.spec.id, {})
                  .get(baselines.entry_key(record["batch_size"])))
         record["protocol"] = baselines.protocol_of(self.settings, handle.info)
@@ -82,11 +82,9 @@ class PerfSession:
         # Under pytest -n on GPUs each xdist worker sees its share of the GPUs: its own profile.
         record["hardware_profile"] = self.run.profile
         record["device_count"] = self.run.fingerprint["device_count"]
-        verdict = verdicts.judge(entry, record, record["protocol"]) if record.get("ab") is None else record.pop("ab_verdict")
-        record.update(verdict=verdict.kind, verdict_detail=verdict.describe(), change=verdict.change,
-                      decided_by=verdict.decided_by,
-                      evidence={name: v.as_json() for name, v in verdict.evidence.items()})
-        if entry is not None and record.get("ab") is None:
+        verdict = ab_verdict or verdicts.judge(entry, record, record["protocol"])
+        record.update(verdict.record_fields())
+        if entry is not None and ab_verdict is None:
             record["baseline"] = {"ms_per_token": entry["ms_per_token"], "outcome": entry["outcome"],
                                   "provenance": entry["provenance"]["kind"]}
         return verdict

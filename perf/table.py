@@ -1,12 +1,11 @@
 """The tables of a run, for the terminal summary (plain text) and the report (markdown): one model
 of rows, cells and footnotes, drawn from records (perf.results) that carry their verdicts."""
-import statistics
-
+from perf import evidence
 from perf.backends import BACKENDS
+from perf.protocol import SPEED_TEST
 from perf.verdicts import (DECIDED, IMPROVEMENT, INCONCLUSIVE, NEW, NO_CHANGE, REFUSED, REGRESSION,
                            count)
 
-SPEED_TEST = "test_ms_per_token"
 TEXT_MARK = {REGRESSION: "REGRESSION", IMPROVEMENT: "improved", NO_CHANGE: "=", INCONCLUSIVE: "?",
              NEW: "new", REFUSED: "refused", "CHANGED": "changed"}
 EMOJI_MARK = {REGRESSION: "🔴", IMPROVEMENT: "🟢", NO_CHANGE: "⚪", INCONCLUSIVE: "🟡", NEW: "🆕", REFUSED: "⛔",
@@ -126,43 +125,26 @@ def _verdict_suffix(table: Table, rec: dict, which: str | None) -> str:
     return text + f" {table.mark(kind)}"
 
 
-def ms_per_token(rec):
-    return rec.get("ms_per_token")
-
-
-def gpu_ms_and_busy(rec):
-    """GPU kernel ms per decode step and the GPU's busy share of the decode step's wall time."""
-    samples = (rec.get("profile") or {}).get("gpu_decode_ms_per_step_samples")
-    if not samples:
-        return None
-    return statistics.median(samples), rec.get("gpu_busy")
-
-
-def fmt_gpu(value) -> str:
-    ms, busy = value
-    return f"{ms:.3g}" + (f" ({busy:.0%})" if busy is not None else "")
-
-
-def host_cpu(rec):
-    samples = rec.get("main_cpu_ms_per_token_samples")
-    return statistics.median(samples) if samples else None
-
-
-def speed_tables(records, model: str, new_tokens: int, cycles: int, markdown: bool) -> list[Table]:
-    """ms/token (with each cell's verdict), and the evidence the run has: GPU kernel time per
-    decode step with the GPU's busy share, and the main thread's CPU time per token."""
-    tables = [figure_table(records, ms_per_token, "{:.2f}".format,
-                           "ms/token" if markdown else f"ms/token, {model}, {new_tokens} new tokens, median of {cycles} cycles",
-                           markdown, rows_by_title=markdown)]
+def speed_tables(records, model: str, new_tokens: int, cycles: int, markdown: bool,
+                 report_only: bool = False) -> list[Table]:
+    """A table per kind of evidence that perf.evidence shows and the run has: ms/token first (with
+    each cell's verdict), then each kind's figure with that evidence's verdict (GPU kernel time per
+    decode step with the GPU's busy share, the main thread's CPU time per token, ...); with
+    `report_only`, the kinds shown in the markdown report alone (TTFT, peak memory)."""
     speed = list(speed_records(records).values())
-    if any(gpu_ms_and_busy(r) for r in speed):
-        tables.append(figure_table(records, gpu_ms_and_busy, fmt_gpu,
-                                   "GPU kernel ms per decode step (GPU busy share of the step)", markdown,
-                                   verdict="GPU kernel time", rows_by_title=markdown))
-    if any(host_cpu(r) for r in speed):
-        tables.append(figure_table(records, host_cpu, "{:.2f}".format,
-                                   "host CPU ms per token (worker's main thread)", markdown,
-                                   verdict="host time", rows_by_title=markdown))
+    tables = []
+    for kind in evidence.KINDS.values():
+        show = kind.show
+        if show is None or show.report_only != report_only:
+            continue
+        figure = show.figure or evidence.median_of(kind.key)
+        headline = kind.key == "ms_per_token"
+        if not headline and not any(figure(r) is not None for r in speed):
+            continue
+        title_text = show.title if markdown or not headline else \
+            f"{show.title}, {model}, {new_tokens} new tokens, median of {cycles} cycles"
+        which = "cell" if headline else None if show.report_only else kind.key
+        tables.append(figure_table(records, figure, show.fmt, title_text, markdown, verdict=which, rows_by_title=markdown))
     return tables
 
 

@@ -96,17 +96,16 @@ def _side_by_side(backend, batch_size, perf_settings, perf_run, perf_record) -> 
         base.require()  # the base cannot run here, or failed to load: say so, as for the head
     threshold = perf_settings.ab_threshold or ab.default_threshold(perf_run.run.fingerprint)
     try:
-        fields = ab.run_cell(sides, batch_size, perf_settings, threshold, perf_record["nodeid"],
-                             lambda text: None)
+        fields, verdict = ab.run_cell(sides, batch_size, perf_settings, threshold, perf_record["nodeid"])
     except RemoteError as exc:
         if exc.kind != "oom":
             fail_remote(exc)
         backend.oom_at = batch_size
         perf_record.update(outcome="oom", reason=f"out of memory at bs={batch_size}: {exc.error[:200]}")
         pytest.skip(perf_record["reason"])
-    perf_record.update({k: v for k, v in fields.items() if k != "verdict_obj"}, ab_verdict=fields["verdict_obj"])
-    assert all(math.isfinite(x) and x > 0 for x in perf_record["ms_per_token_samples"])
-    perf_run.assert_verdict(perf_run.judge(backend, perf_record))
+    perf_record.update(fields)
+    assert all(math.isfinite(x) and x > 0 for x in perf_record["samples"]["ms_per_token"])
+    perf_run.assert_verdict(perf_run.judge(backend, perf_record, ab_verdict=verdict))
 
 
 def test_ms_per_token(backend, batch_size, benchmark, perf_settings, perf_run, perf_record):
@@ -142,5 +141,5 @@ def test_ms_per_token(backend, batch_size, benchmark, perf_settings, perf_run, p
     expected = batch_size * new_tokens
     assert all(c["new_tokens"] % expected == 0 and c["new_tokens"] for c in timed), (
         f"a cycle made {[c['new_tokens'] for c in timed]} new tokens; expected {expected} per stream")
-    assert all(math.isfinite(x) and x > 0 for x in figures["ms_per_token_samples"])
+    assert all(math.isfinite(x) and x > 0 for x in figures["samples"]["ms_per_token"])
     perf_run.assert_verdict(perf_run.judge(backend, perf_record))

@@ -1,21 +1,23 @@
 """Verdicts: is this run slower than its baseline, beyond noise, and on which evidence?
 
-Each kind of evidence is judged with its own noise model (docs/verdicts.md says why):
+Each kind of evidence (perf.evidence, the table) is compared with its own noise model
+(docs/verdicts.md says why), by the name of its comparison:
 
-- wall ms/token, the headline, and the worker's main-thread CPU time per token ("host time"):
-  samples against samples in log (perf.stats.hodges_lehmann). Where both sides have a host probe
-  per cycle, a verdict stands only if the comparison per unit of host speed agrees
-  (compare_with_host). On a busy host (the worker waited for a CPU, or other processes used its
-  CPUs: host_busy) both are INCONCLUSIVE, never a REGRESSION.
-- GPU kernel time per decode step, from the profiled cycles: the Moses interval of the shift,
-  at 95% where the cycles allow it, else the range of all ratios at the confidence it has.
+- "timing" (wall ms/token, the headline, and the worker's main-thread CPU time per token): samples
+  against samples in log (perf.stats.hodges_lehmann). Where both sides have a host probe per cycle,
+  a verdict stands only if the comparison per unit of host speed agrees (compare_with_host).
+- "interval" (GPU kernel time per decode step, from the profiled cycles): the Moses interval of the
+  shift, at 95% where the cycles allow it, else the range of all ratios at the confidence it has.
   Kernel time does not follow the host: it held within 0.1% between processes and under load.
-- kernel launches and the set of kernels per step, aten operators per token (CPU machines):
-  exact counts, so any change is named.
+- "kernels" and "count" (kernel launches and the set of kernels per step, aten operators per
+  token): exact, so any change is named.
+- "memory": out of memory where the baseline ran, or peak memory past its threshold.
 
-The cell is a REGRESSION when the GPU kernel time is one (the kernels that grew are named), or,
-where the host-side evidence agrees (wall and host time both) on a host that was not busy; NO
-CHANGE needs every kind of evidence both sides have to say so; an entry that lacks some (an older
+The cell, from the evidence by role (combine): a REGRESSION when a WORK kind that decides is one
+(the kernels that grew are named), or when the TIMING kinds all are on a host that was not busy
+(the LOAD kinds say how busy); an IMPROVEMENT likewise when nothing regressed; NO CHANGE only when
+every kind both sides have says so; INCONCLUSIVE otherwise, saying why. MEMORY vetoes: its
+REGRESSION fails the cell whatever the rest says. An entry that lacks some evidence (an older
 baseline, a published figure) is judged on what it has, and the verdict says so.
 """
 import math
@@ -23,17 +25,13 @@ import statistics
 from dataclasses import dataclass, field, replace
 
 from perf import baselines, stats
+from perf.evidence import (INFO, KINDS, LOAD, MEMORY, PROBE, TIMING, WORK, Side, of_role, side_of_entry,
+                           side_of_record)
 
 REGRESSION, IMPROVEMENT, NO_CHANGE, INCONCLUSIVE = "REGRESSION", "IMPROVEMENT", "NO CHANGE", "INCONCLUSIVE"
 NEW, REFUSED = "NEW", "REFUSED"
 CHANGED = "CHANGED"  # an exact count that differs: evidence only, never a cell's verdict
 DECIDED = (REGRESSION, IMPROVEMENT)
-# A busy host: the main thread waited for a CPU this share of the cycle, or other processes used
-# this share of the CPUs the worker may run on (on average over the cycles).
-BUSY_WAIT = 0.05
-BUSY_OTHERS = 0.10
-
-
 @dataclass(frozen=True)
 class Verdict:
     kind: str
@@ -41,8 +39,9 @@ class Verdict:
     low: float | None = None  # confidence interval of `change`
     high: float | None = None
     detail: str = ""
-    decided_by: str | None = None  # which evidence decided a cell: "GPU kernel time", "host time", ...
-    evidence: dict = field(default_factory=dict)  # name -> Verdict of that evidence alone
+    decided_by: str | None = None  # which evidence decided a cell (its label): "GPU kernel time", "host time", ...
+    evidence: dict = field(default_factory=dict)  # kind key (perf.evidence) -> Verdict of that evidence alone
+    label: str | None = None  # the evidence's label, for a Verdict of one kind of evidence
 
     def describe(self) -> str:
         if self.change is None:
@@ -50,9 +49,16 @@ class Verdict:
         return f"{self.kind} {format_change(self)} {self.detail}".rstrip()
 
     def as_json(self) -> dict:
-        return {"kind": self.kind, "change": self.change, "low": self.low, "high": self.high,
-                "detail": self.detail, "decided_by": self.decided_by,
-                "evidence": {name: v.as_json() for name, v in self.evidence.items()}}
+        out = {"kind": self.kind, "change": self.change, "low": self.low, "high": self.high, "detail": self.detail}
+        if self.label is not None:
+            return {"label": self.label, **out}
+        return {**out, "decided_by": self.decided_by,
+                "evidence": {key: v.as_json() for key, v in self.evidence.items()}}
+
+    def record_fields(self) -> dict:
+        """The verdict as a results record holds it (perf.results)."""
+        return {"verdict": self.kind, "verdict_detail": self.describe(), "change": self.change,
+                "decided_by": self.decided_by, "evidence": {key: v.as_json() for key, v in self.evidence.items()}}
 
 
 def format_change(v: Verdict) -> str:
@@ -72,7 +78,7 @@ def count(kinds) -> dict:
 
 
 # -- one kind of evidence -----------------------------------------------------------------------
-def _kind_of(interval: stats.Interval, threshold: float) -> str:
+def kind_of(interval: stats.Interval, threshold: float) -> str:
     limit = math.log1p(threshold)
     if interval.low > limit:
         return REGRESSION
@@ -90,7 +96,7 @@ def _interval_text(interval: stats.Interval, m: int, n: int, what: str, threshol
 
 def compare_samples(new: list[float], base: list[float], threshold: float) -> Verdict:
     interval = stats.hodges_lehmann(new, base)
-    kind = _kind_of(interval, threshold)
+    kind = kind_of(interval, threshold)
     detail = _interval_text(interval, len(new), len(base), "samples", threshold)
     if kind == INCONCLUSIVE:
         detail += "; more cycles (--cycles) or repeated runs would decide it"
@@ -144,7 +150,7 @@ def compare_gpu(new: list[float], base: list[float], threshold: float) -> Verdic
         c, achieved = 1, 1 - 2 / math.comb(len(new) + len(base), len(new))
     diffs = sorted(math.log(x) - math.log(y) for x in new for y in base)
     interval = stats.Interval(statistics.median(diffs), diffs[c - 1], diffs[-c], achieved, exact)
-    kind = _kind_of(interval, threshold)
+    kind = kind_of(interval, threshold)
     return Verdict(kind, math.expm1(interval.estimate), math.expm1(interval.low), math.expm1(interval.high),
                    _interval_text(interval, len(new), len(base), "profiled cycles", threshold))
 
@@ -210,155 +216,206 @@ def kernels_that_grew(new: dict, base: dict, top: int = 3) -> str:
     return ", ".join(parts)
 
 
+def compare_memory(ours: Side, theirs: Side, threshold: float) -> Verdict | None:
+    """Out of memory where the baseline ran (or the other way), else the peak over devices."""
+    if ours.oom or theirs.oom:
+        if ours.oom and theirs.oom:
+            return Verdict(NO_CHANGE, detail="out of memory, as in the baseline")
+        if ours.oom:
+            return Verdict(REGRESSION, detail="out of memory; the baseline ran at this batch size")
+        return Verdict(IMPROVEMENT, detail="runs; the baseline ran out of memory (update the baseline)")
+    if not ours.peak_memory_mb or not theirs.peak_memory_mb:
+        return None
+    now, base = max(ours.peak_memory_mb), max(theirs.peak_memory_mb)
+    if now > base * (1 + threshold):
+        return Verdict(REGRESSION, now / base - 1, detail=f"peak memory {now:.0f} MB > baseline {base:.0f} MB + {threshold:.0%}")
+    return Verdict(NO_CHANGE, now / base - 1, detail=f"peak memory {now:.0f} MB, baseline {base:.0f} MB (threshold {threshold:.0%})")
+
+
 def host_busy(samples: dict, cpus: int | None) -> str | None:
-    """Why the host was busy during these cycles (samples: {kind: [per cycle]}), or None. Means
-    over the cycles: two disturbed cycles of five can make a false change. `cpus`: how many CPUs
-    the worker could run on (other_cpus is in CPUs)."""
-    wait = samples.get("run_queue_wait") or []
-    others = samples.get("other_cpus") or []
-    reasons = []
-    if wait and statistics.mean(wait) > BUSY_WAIT:
-        reasons.append(f"the worker's main thread waited for a CPU {statistics.mean(wait):.0%} of the time")
-    if others and cpus and statistics.mean(others) > BUSY_OTHERS * cpus:
-        reasons.append(f"other processes used {statistics.mean(others):.2f} of its {cpus} CPUs")
-    return " and ".join(reasons) or None
+    """Why the host was busy during these cycles (samples: {key: [per cycle]}), or None: each LOAD
+    kind's reason, on its mean over the cycles (two disturbed cycles of five can make a false
+    change). `cpus`: how many CPUs the worker could run on."""
+    reasons = [kind.busy(statistics.mean(samples[kind.key]), cpus) for kind in of_role(LOAD) if samples.get(kind.key)]
+    return " and ".join(r for r in reasons if r) or None
+
+
+# -- each kind of evidence, by the name of its comparison ------------------------------------------
+def thresholds_of(entry: dict) -> dict:
+    """The entry's threshold fields, with the defaults for entries that predate one."""
+    return {"threshold": entry.get("threshold") or baselines.DEFAULT_THRESHOLD,
+            "gpu_threshold": entry.get("gpu_threshold") or baselines.DEFAULT_GPU_THRESHOLD,
+            "memory_threshold": entry.get("memory_threshold") or baselines.DEFAULT_MEMORY_THRESHOLD}
+
+
+PROBE_KEY = of_role(PROBE)[0].key
+
+
+def available(kind, side: Side) -> bool:
+    """Whether a side has what `kind` is compared on."""
+    return bool(side.kernels) if kind.compare == "kernels" else side.has(kind.key)
+
+
+def compare_kind(kind, ours: Side, theirs: Side, thresholds: dict) -> Verdict | None:
+    """One kind of evidence, this side against the other, or None when one of them lacks it."""
+    if kind.compare == "memory":
+        verdict = compare_memory(ours, theirs, thresholds[kind.threshold])
+    elif not (available(kind, ours) and available(kind, theirs)):
+        return None
+    elif kind.compare == "timing":
+        verdict = compare_with_host(ours.samples[kind.key], theirs.samples[kind.key], ours.samples.get(PROBE_KEY),
+                                    theirs.samples.get(PROBE_KEY), thresholds[kind.threshold])
+    elif kind.compare == "interval":
+        verdict = compare_gpu(ours.samples[kind.key], theirs.samples[kind.key], thresholds[kind.threshold])
+    elif kind.compare == "kernels":
+        verdict = compare_kernels(ours.kernels, theirs.kernels)
+    elif kind.compare == "count":
+        verdict = compare_counts(ours.samples[kind.key], theirs.samples[kind.key], kind.words)
+    else:
+        raise ValueError(f"{kind.key}: unknown comparison {kind.compare!r}")
+    return None if verdict is None else replace(verdict, label=kind.label)
+
+
+def evidence_of(role: str, ours: Side, theirs: Side, thresholds: dict) -> dict:
+    """{key: Verdict} of the kinds of a role that both sides have (WORK: what the code asked the
+    machine to do)."""
+    verdicts = {kind.key: compare_kind(kind, ours, theirs, thresholds) for kind in of_role(role)}
+    return {key: v for key, v in verdicts.items() if v is not None}
 
 
 # -- the cell ---------------------------------------------------------------------------------
-def _samples_of(record: dict) -> dict:
-    profile = record.get("profile") or {}
-    return {kind: record.get(f"{kind}_samples") or profile.get(f"{kind}_samples") or []
-            for kind in baselines.SAMPLE_KINDS}
-
-
 def judge(entry: dict | None, record: dict, protocol: dict) -> Verdict:
     """The verdict for one measured ms/token test (record: perf.results record) vs its entry."""
+    return judge_side(entry, side_of_record(record), protocol)
+
+
+def judge_side(entry: dict | None, ours: Side, protocol: dict) -> Verdict:
     if entry is None:
         return Verdict(NEW, detail="no baseline entry; record one with --update-baselines")
     differs = baselines.protocol_differences(entry["protocol"], protocol)
     if differs:
         return Verdict(REFUSED, detail="not comparable: " + "; ".join(differs))
-    now_oom = record["outcome"] == "oom"
-    if now_oom or entry["outcome"] == "oom":
-        if now_oom and entry["outcome"] == "oom":
-            return Verdict(NO_CHANGE, detail="out of memory, as in the baseline", decided_by="out of memory")
-        if now_oom:
-            return Verdict(REGRESSION, detail="out of memory; the baseline ran at this batch size",
-                           decided_by="out of memory")
-        return Verdict(IMPROVEMENT, detail="runs; the baseline ran out of memory (update the baseline)",
-                       decided_by="out of memory")
-    threshold = entry.get("threshold", baselines.DEFAULT_THRESHOLD)
-    ours, theirs = _samples_of(record), entry["samples"]
-    if theirs.get("ms_per_token"):
-        speed = _judge_evidence(entry, record, ours, theirs, threshold)
-    else:
-        speed = replace(compare_to_value(ours["ms_per_token"], entry["ms_per_token"], threshold), decided_by="wall time")
-    speed = replace(speed, detail=speed.detail + _advice(speed.kind, entry, bool(theirs.get("ms_per_token"))))
-    memory = _memory_regression(entry, record)
-    if memory and speed.kind != REGRESSION:
-        return replace(speed, kind=REGRESSION, detail=memory, decided_by="peak memory")
+    theirs, thresholds = side_of_entry(entry), thresholds_of(entry)
+    memory_kind = of_role(MEMORY)[0]
+    memory = compare_kind(memory_kind, ours, theirs, thresholds)
+    if ours.oom or theirs.oom:  # out of memory: nothing else was measured
+        return replace(memory, decided_by="out of memory", label=None, evidence={memory_kind.key: memory})
+    wall_kind = KINDS["ms_per_token"]
+    if theirs.has(wall_kind.key):
+        speed = _judge_evidence(ours, theirs, thresholds)
+    else:  # a published figure: one number, no samples
+        speed = replace(compare_to_value(ours.samples[wall_kind.key], entry[wall_kind.key], thresholds["threshold"]),
+                        decided_by="wall time")
+    speed = replace(speed, detail=speed.detail + _advice(speed.kind, entry, theirs.has(wall_kind.key)))
+    if memory is None:
+        return speed
+    speed = replace(speed, evidence={**speed.evidence, memory_kind.key: memory})
+    if memory.kind == REGRESSION and speed.kind != REGRESSION:  # a veto
+        return replace(speed, kind=REGRESSION, detail=memory.detail, decided_by=memory_kind.label)
     return speed
 
 
-def work_evidence(ours: dict, theirs: dict, our_kernels: dict | None, their_kernels: dict | None,
-                  gpu_threshold: float) -> dict:
-    """The evidence of the work itself, from the profiled cycles, where both sides have it: GPU
-    kernel time per decode step (samples per profiled cycle), the kernels, aten operators."""
-    evidence = {}
-    if ours.get("gpu_decode_ms_per_step") and theirs.get("gpu_decode_ms_per_step"):
-        evidence["GPU kernel time"] = compare_gpu(ours["gpu_decode_ms_per_step"], theirs["gpu_decode_ms_per_step"],
-                                                  gpu_threshold)
-    if our_kernels and their_kernels:
-        evidence["kernels"] = compare_kernels(our_kernels, their_kernels)
-    if ours.get("aten_ops_per_token") and theirs.get("aten_ops_per_token"):
-        evidence["aten ops"] = compare_counts(ours["aten_ops_per_token"], theirs["aten_ops_per_token"],
-                                              "aten operators per token")
-    return evidence
+def _judge_evidence(ours: Side, theirs: Side, thresholds: dict) -> Verdict:
+    """Each kind of evidence both sides have, then the cell from them by role (combine)."""
+    evidence = {**evidence_of(TIMING, ours, theirs, thresholds), **evidence_of(WORK, ours, theirs, thresholds)}
+    busy = [f"{side}: {why}" for side, why in (("this run", host_busy(ours.samples, ours.cpus)),
+                                               ("the baseline", host_busy(theirs.samples, ours.cpus))) if why]
+    return combine(evidence, busy, ours, theirs, AGAINST_ENTRY)
 
 
-def _judge_evidence(entry: dict, record: dict, ours: dict, theirs: dict, threshold: float) -> Verdict:
-    """Each kind of evidence both sides have, then the cell from them (module docstring)."""
-    both = lambda kind: bool(ours.get(kind)) and bool(theirs.get(kind))  # noqa: E731
-    probes = (ours.get("host_probe_ms"), theirs.get("host_probe_ms"))
-    evidence = {"wall": compare_with_host(ours["ms_per_token"], theirs["ms_per_token"], *probes, threshold)}
-    if both("main_cpu_ms_per_token"):
-        evidence["host time"] = compare_with_host(ours["main_cpu_ms_per_token"], theirs["main_cpu_ms_per_token"],
-                                                  *probes, threshold)
-    evidence.update(work_evidence(ours, theirs, (record.get("profile") or {}).get("kernels"), entry.get("kernels"),
-                                  entry.get("gpu_threshold") or baselines.DEFAULT_GPU_THRESHOLD))
-    cpus = record.get("worker_cpus")
-    busy = [f"{side}: {why}" for side, why in (("this run", host_busy(ours, cpus)),
-                                               ("the baseline", host_busy(theirs, cpus))) if why]
+# What a cell is judged against, as the detail says it: (its name, what its timing comparison used
+# beside wall time, how to give it what it lacks).
+AGAINST_ENTRY = ("the baseline entry", "and the host probe ", " (re-record it with --update-baselines)")
+AGAINST_BASE = ("the base", "", "")
+
+
+def combine(evidence: dict, busy: list[str], ours: Side, theirs: Side, against: tuple = AGAINST_ENTRY) -> Verdict:
+    """The cell from its evidence ({kind key: Verdict}), by role, as docs/verdicts.md says: a WORK
+    kind that decides decides; TIMING decides when its kinds agree on a host that was not busy
+    (`busy`: why it was, per side); NO CHANGE when every kind agrees; INCONCLUSIVE otherwise."""
     if busy:  # the intervals stand as measured; what they would decide does not
-        for name in ("wall", "host time"):
-            if name in evidence:
-                evidence[name] = replace(evidence[name], kind=INCONCLUSIVE, detail=evidence[name].detail.split(";")[0])
-    wall = evidence["wall"]
-    return replace(_combine(evidence, busy, record, entry), change=wall.change, low=wall.low, high=wall.high,
-                   evidence=evidence)
-
-
-def _combine(evidence: dict, busy: list[str], record: dict, entry: dict, against: str = "the baseline entry") -> Verdict:
-    gpu, kernels = evidence.get("GPU kernel time"), evidence.get("kernels")
-    ops = evidence.get("aten ops")
-    wall, host = evidence["wall"], evidence.get("host time")
-    host_side = [v for v in (wall, host) if v is not None]
-    host_kind = host_side[0].kind if len({v.kind for v in host_side}) == 1 else INCONCLUSIVE
-    work = _work_sentence(gpu, kernels, ops, record)
-    if busy:
-        timing = f"wall {format_change(wall)}" + (f", host time per token {format_change(host)}" if host else "") + \
-            f" not judged {wall.detail}"
-    else:
-        timing = f"wall {format_change(wall)} {wall.kind.lower()}" + (
-            f", host time per token {format_change(host)} {host.kind.lower()}" if host else "") + f" {wall.detail}"
-    timing += _missing(evidence, entry, against)
-    if gpu is not None and gpu.kind == REGRESSION:
-        grew = kernels_that_grew((record.get("profile") or {}).get("kernels"), entry.get("kernels"))
-        detail = f"GPU kernel time per decode step {format_change(gpu)} {gpu.detail}" + (
-            f"; grew: {grew}" if grew else "") + (f"; {kernels.detail}" if kernels and kernels.kind == CHANGED else "")
-        return Verdict(REGRESSION, detail=f"{detail}; {timing}", decided_by="GPU kernel time")
-    if host_kind == REGRESSION and not busy:
-        return Verdict(REGRESSION, detail=f"{work}; {timing}", decided_by="host time")
-    if gpu is not None and gpu.kind == IMPROVEMENT and host_kind != REGRESSION:
-        return Verdict(IMPROVEMENT, detail=f"GPU kernel time per decode step {format_change(gpu)} {gpu.detail}; "
-                                           f"{timing}", decided_by="GPU kernel time")
-    if host_kind == IMPROVEMENT and not busy and (gpu is None or gpu.kind != REGRESSION):
-        return Verdict(IMPROVEMENT, detail=f"{work}; {timing}", decided_by="host time")
+        evidence = {key: replace(v, kind=INCONCLUSIVE, detail=v.detail.split(";")[0]) if KINDS[key].role == TIMING else v
+                    for key, v in evidence.items()}
+    timing = [v for key, v in evidence.items() if KINDS[key].role == TIMING]
+    wall = evidence["ms_per_token"]
+    timing_kind = timing[0].kind if len({v.kind for v in timing}) == 1 else INCONCLUSIVE
+    deciding = [(KINDS[key], v) for key, v in evidence.items() if KINDS[key].role == WORK and KINDS[key].decides]
+    regressed = next(((kind, v) for kind, v in deciding if v.kind == REGRESSION), None)
+    improved = next(((kind, v) for kind, v in deciding if v.kind == IMPROVEMENT), None)
+    timing_text = _timing_sentence(evidence, busy) + _missing(evidence, ours, theirs, against)
+    cell = lambda kind, text, by: replace(wall, kind=kind, detail=text, decided_by=by, evidence=evidence)  # noqa: E731
+    if regressed:
+        return cell(REGRESSION, f"{_decision(*regressed, ours, theirs, evidence)}; {timing_text}", regressed[0].label)
+    work_text = _work_sentence(evidence, ours)
+    if timing_kind == REGRESSION and not busy:
+        return cell(REGRESSION, f"{work_text}; {timing_text}", "host time")
+    if improved and timing_kind != REGRESSION:
+        return cell(IMPROVEMENT, f"{_decision(*improved, ours, theirs, {})}; {timing_text}", improved[0].label)
+    if timing_kind == IMPROVEMENT and not busy:
+        return cell(IMPROVEMENT, f"{work_text}; {timing_text}", "host time")
     if all(v.kind == NO_CHANGE for v in evidence.values()):
-        return Verdict(NO_CHANGE, detail=f"every kind of evidence agrees: {work}; {timing}", decided_by="all evidence")
+        return cell(NO_CHANGE, f"every kind of evidence agrees: {work_text}; {timing_text}", "all evidence")
     if busy:
         why = "host busy (" + "; ".join(busy) + ")"
-    elif len({v.kind for v in host_side}) > 1:
+    elif len({v.kind for v in timing}) > 1:
         why = "wall and host time disagree"
     else:
         why = "not decided"
-    return Verdict(INCONCLUSIVE, detail=f"{why}: {work}; {timing}")
+    return cell(INCONCLUSIVE, f"{why}: {work_text}; {timing_text}", None)
 
 
-def _work_sentence(gpu: Verdict | None, kernels: Verdict | None, ops: Verdict | None, record: dict) -> str:
-    """What the GPU (or, on a CPU machine, the dispatcher) did, against the baseline."""
+def _decision(kind, verdict: Verdict, ours: Side, theirs: Side, evidence: dict) -> str:
+    """The sentence of a WORK kind that decided the cell, with the kernels that grew and the other
+    work that changed."""
+    text = f"{kind.words} {format_change(verdict)} {verdict.detail}"
+    if kind.compare == "interval":
+        grew = kernels_that_grew(ours.kernels, theirs.kernels)
+        text += f"; grew: {grew}" if grew else ""
+    others = [v.detail for key, v in evidence.items() if key != kind.key and v.kind == CHANGED]
+    return "; ".join([text] + others)
+
+
+def _work_sentence(evidence: dict, ours: Side) -> str:
+    """What the GPU (or, on a CPU machine, the dispatcher) did, against the other side: each WORK
+    kind's own part."""
     parts = []
-    if gpu is not None:
-        ms = statistics.median(_samples_of(record)["gpu_decode_ms_per_step"])
-        state = "unchanged" if gpu.kind == NO_CHANGE else gpu.kind.lower()
-        parts.append(f"GPU work {state} ({ms:.3g} ms/step {format_change(gpu)}")
-        parts[-1] += f", {kernels.detail})" if kernels is not None else ")"
-    elif kernels is not None:
-        parts.append(f"kernels: {kernels.detail}")
-    if ops is not None:
-        parts.append(("work unchanged: " if ops.kind == NO_CHANGE else "work changed: ") + ops.detail)
+    for key, verdict in evidence.items():
+        kind = KINDS[key]
+        if kind.role != WORK:
+            continue
+        if kind.compare == "interval":
+            state = "unchanged" if verdict.kind == NO_CHANGE else verdict.kind.lower()
+            parts.append(f"{kind.subject} {state} ({ours.median(key):.3g} {kind.unit} {format_change(verdict)})")
+        elif kind.compare == "count":
+            parts.append(("work unchanged: " if verdict.kind == NO_CHANGE else "work changed: ") + verdict.detail)
+        else:
+            parts.append(verdict.detail)
     return "; ".join(parts) or "no GPU or operator evidence"
 
 
-def _missing(evidence: dict, entry: dict, against: str) -> str:
-    """Says so when the cell was judged without evidence the suite can take (an older baseline)."""
-    if "host time" in evidence:
-        return ""
-    if entry["samples"].get("main_cpu_ms_per_token"):
-        return "; this run has no host CPU evidence"
-    how = "and the host probe " if against == "the baseline entry" else ""
-    return (f"; judged on wall time {how}alone: {against} has no host CPU or GPU evidence"
-            + (" (re-record it with --update-baselines)" if against == "the baseline entry" else ""))
+def _timing_sentence(evidence: dict, busy: list[str]) -> str:
+    timing = [(KINDS[key], v) for key, v in evidence.items() if KINDS[key].role == TIMING]
+    if busy:
+        return ", ".join(f"{kind.words} {format_change(v)}" for kind, v in timing) + \
+            f" not judged {evidence['ms_per_token'].detail}"
+    return ", ".join(f"{kind.words} {format_change(v)} {v.kind.lower()}" for kind, v in timing) + \
+        f" {evidence['ms_per_token'].detail}"
+
+
+def _missing(evidence: dict, ours: Side, theirs: Side, against: tuple) -> str:
+    """Says so when the cell was judged without evidence the suite takes: the other side (an older
+    baseline, an older base) or this run lacks it."""
+    name, probe, fix = against
+    if not any(KINDS[key].role == TIMING and key != "ms_per_token" for key in evidence):
+        if any(theirs.has(k.key) for k in of_role(TIMING) if k.key != "ms_per_token"):
+            return "; this run has no host CPU evidence"
+        return f"; judged on wall time {probe}alone: {name} has no host CPU or GPU evidence{fix}"
+    judged = [k for k in KINDS.values() if k.compare and k.role not in (MEMORY, INFO)]
+    lacking = [k.label for k in judged if available(k, ours) and not available(k, theirs)]
+    absent = [k.label for k in judged if available(k, theirs) and not available(k, ours)]
+    notes = [f"{name} has no {', '.join(lacking)} evidence, so these were not judged{fix}"] if lacking else []
+    notes += [f"this run has no {', '.join(absent)} evidence"] if absent else []
+    return "".join("; " + note for note in notes)
 
 
 def _advice(kind: str, entry: dict, has_samples: bool) -> str:
@@ -377,25 +434,12 @@ def _advice(kind: str, entry: dict, has_samples: bool) -> str:
     return "".join("; " + note for note in notes)
 
 
-def _memory_regression(entry: dict, record: dict) -> str | None:
-    base, now = entry.get("peak_memory_mb"), (record.get("peak_memory") or {}).get("per_device_mb")
-    if not base or not now:
-        return None
-    limit = entry.get("memory_threshold", baselines.DEFAULT_MEMORY_THRESHOLD)
-    if max(now) > max(base) * (1 + limit):
-        return f"peak memory {max(now):.0f} MB > baseline {max(base):.0f} MB + {limit:.0%}"
-    return None
-
-
 def pool_refusal(old: dict, new: dict) -> str | None:
     """Why a run (as its baseline entry `new`) should not be pooled into `old`: a run judged a
     REGRESSION or INCONCLUSIVE against the entry may not belong with it (other code, a busy host)."""
     if "oom" in (old["outcome"], new["outcome"]) or not old["samples"].get("ms_per_token"):
         return None  # pooling itself refuses these, saying why
-    record = {"outcome": "passed", "peak_memory": {"per_device_mb": new.get("peak_memory_mb") or []},
-              "profile": {"kernels": new.get("kernels")},
-              **{f"{kind}_samples": values for kind, values in new["samples"].items()}}
-    verdict = judge(old, record, new["protocol"])
+    verdict = judge_side(old, side_of_entry(new), new["protocol"])
     if verdict.kind in (REGRESSION, INCONCLUSIVE):
         return f"this run was {verdict.kind} against it" + (f" (wall {format_change(verdict)})" if verdict.change is not None else "")
     return None

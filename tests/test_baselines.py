@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from perf import baselines, verdicts
+from perf import baselines, results, verdicts
+from perf.protocol import SPEED_TEST
 from perf.verdicts import IMPROVEMENT, INCONCLUSIVE, NEW, NO_CHANGE, REFUSED, REGRESSION
 from tests.conftest import REPO, article_tables
 DOUBLES = ["-p", "tests.doubles"]
@@ -45,7 +46,7 @@ def _entry(ms=10.0, samples=None, kind="measured", outcome="ok", **protocol):
 
 
 def _record(samples, outcome="passed", memory=100.0):
-    return {"outcome": outcome, "ms_per_token_samples": samples, "peak_memory": {"per_device_mb": [memory]}}
+    return {"outcome": outcome, "samples": {"ms_per_token": samples}, "peak_memory": {"per_device_mb": [memory]}}
 
 
 PROTOCOL = {"new_tokens": 100, "world_size": 1, "int8_method": None}
@@ -222,7 +223,6 @@ def test_pooling_puts_both_runs_samples_in_one_entry_and_keeps_the_thresholds():
      "not comparable: new_tokens 100 here, 20 in the baseline"),
     (_measured([1.0, 2.0, 3.0], provenance={"kind": "measured", "date": "d", "versions": {"torch": "1"}}),
      "their versions differ"),
-    (_measured([1.0, 2.0, 3.0], [6.0] * 3), "one has host_probe_ms samples, the other not"),
     (_measured([1.0, 2.0, 3.0], protocol={**PROTOCOL, "cpus": [4]}),
      "not comparable: cpus unpinned here, [4] in the baseline"),
 ])
@@ -234,6 +234,21 @@ def test_what_cannot_be_pooled_is_kept_as_it_was_and_says_why(tmp_path, old, why
         notes = baselines.update(path, "p", "m", {"a": {"bs1": _measured([4.0, 5.0, 6.0])}}, "pool")
         assert notes == [f"kept a/bs1, not pooled: {why} (replace it with --update-baselines)"]
     assert path.read_text() == before and not (tmp_path / "p" / "m.history.jsonl").exists()
+
+
+def test_a_kind_of_evidence_the_earlier_runs_lack_pools_anyway_and_says_so(tmp_path):
+    """An entry recorded before the suite took a kind (here the host probe) pools a newer run: each
+    kind pools what the runs that have it measured, and the note says which runs lack what."""
+    path = tmp_path / "p" / "m.json"
+    baselines.update(path, "p", "m", {"a": {"bs1": _measured([1.0, 2.0, 3.0])}})
+    notes = baselines.update(path, "p", "m", {"a": {"bs1": _measured([4.0, 5.0, 6.0], [6.0] * 3)}}, "pool")
+    assert notes == ["pooled (runs: 2; the earlier 1 run(s) lack host_probe_ms: these samples are this run's) a/bs1"]
+    entry = baselines.load(path)["entries"]["a"]["bs1"]
+    assert entry["samples"]["ms_per_token"] == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    assert entry["samples"]["host_probe_ms"] == [6.0] * 3 and entry["provenance"]["runs_of"] == {"host_probe_ms": 1}
+    third = baselines.update(path, "p", "m", {"a": {"bs1": _measured([7.0, 8.0, 9.0])}}, "pool")
+    assert third == ["pooled (runs: 3; this run lacks host_probe_ms) a/bs1"]
+    assert baselines.load(path)["entries"]["a"]["bs1"]["provenance"]["runs_of"] == {"host_probe_ms": 1}
 
 
 def test_pooling_ignores_protocol_fields_the_entry_predates_and_the_cycle_count():
@@ -290,9 +305,9 @@ def test_on_the_h200_a_baseline_pooled_from_two_runs_judges_the_third_without_a_
     here can only be the host's noise."""
     from perf.verdicts import compare_with_host
     def cells(run):
-        tests = [t for path in H200_RUN_FILES[run] for t in json.loads(path.read_text())["tests"]]
-        return {(t["backend"], t["batch_size"]): (t["ms_per_token_samples"], t["host_probe_ms_samples"])
-                for t in tests if t["test"] == baselines.SPEED_TEST and t.get("ms_per_token_samples")}
+        tests = [t for path in H200_RUN_FILES[run] for t in results.read(path)["tests"]]
+        return {(t["backend"], t["batch_size"]): (t["samples"]["ms_per_token"], t["samples"]["host_probe_ms"])
+                for t in tests if t["test"] == SPEED_TEST and t["samples"].get("ms_per_token")}
     runs = {run: cells(run) for run in H200_RUN_FILES}
     decided, decided_one_run, pooled_cells = [], [], 0
     for run, others in ((1, (2, 3)), (2, (1, 3)), (3, (1, 2))):

@@ -21,7 +21,7 @@ def test_the_same_code_side_by_side_is_no_change_in_every_cell_and_says_how_many
     run = run_perf(*SPEED, "--base", str(REPO))
     run.result.assert_outcomes(passed=2)
     for cell in _cells(run).values():
-        assert cell["verdict"] == "NO CHANGE" and cell["evidence"]["wall"]["kind"] == "NO CHANGE"
+        assert cell["verdict"] == "NO CHANGE" and cell["evidence"]["ms_per_token"]["kind"] == "NO CHANGE"
         assert cell["ab"]["pairs"] >= ab.MIN_PAIRS and cell["ab"]["threshold"] == 0.30  # as CPU entries
         assert sorted(cell["ab"]["order"]) == sorted("bh" * cell["ab"]["pairs"])
     run.result.stdout.fnmatch_lines(["*verdicts against the base * (side by side): 2 NO CHANGE*",
@@ -59,8 +59,8 @@ def test_a_base_that_lacks_what_the_head_measures_is_judged_on_what_both_have(ru
     run = run_perf(*SPEED, "--batch-sizes", "1", "--base", str(old))
     run.result.assert_outcomes(passed=1)
     cell = _cells(run)[1]
-    assert set(cell["evidence"]) == {"wall"} and cell["verdict"] == "NO CHANGE"
-    assert cell["ab"]["unavailable"] == ["host CPU time: not in the base's worker",
+    assert set(cell["evidence"]) == {"ms_per_token"} and cell["verdict"] == "NO CHANGE"
+    assert cell["ab"]["unavailable"] == ["host time: not in the base's worker",
                                          "profiled cycles (GPU kernels, aten operators): not in the base's worker"]
     assert "judged on wall time alone: the base has no host CPU or GPU evidence" in cell["verdict_detail"]
 
@@ -108,6 +108,6 @@ def test_sampling_stops_when_decided_or_when_the_interval_is_narrower_than_the_t
     _, why = ab.judge_pairs(_cycles([1.0, 1.01, 0.99, 1.0, 1.02, 0.98]), 0.05)
     assert why == "decided"  # wholly within +-5%
     evidence, why = ab.judge_pairs(_cycles([1.05, 1.051, 1.049, 1.05, 1.052, 1.048]), 0.05)
-    assert why == "precise" and evidence["wall"].kind == "INCONCLUSIVE"  # at the threshold, and it stays there
+    assert why == "precise" and evidence["ms_per_token"].kind == "INCONCLUSIVE"  # at the threshold, and it stays there
     _, why = ab.judge_pairs(_cycles([1.0, 1.5, 0.7, 1.3, 0.8, 1.2]), 0.05)
     assert why is None  # noisy: more pairs

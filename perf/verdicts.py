@@ -202,6 +202,14 @@ def compare_counts(new: list[float], base: list[float], what: str) -> Verdict:
     return Verdict(CHANGED, b / a - 1, detail=f"{b:g} {what}, baseline {a:g}")
 
 
+def _compare_with_zero(new: list[float], base: list[float], what: str) -> Verdict:
+    """A time that is 0 in some cycle (a step without a memset): no log, so no interval; 0 on both
+    sides is no change, anything else is a change, named."""
+    if not any(new) and not any(base):
+        return Verdict(NO_CHANGE, detail=f"no {what} on either side")
+    return Verdict(CHANGED, detail=f"{statistics.median(new):.3g} {what}, baseline {statistics.median(base):.3g}")
+
+
 def kernels_that_grew(new: dict, base: dict, top: int = 3) -> str:
     """The decode kernels whose time per step grew the most, as 'name +0.150 ms/step (+4%)'."""
     ours, theirs = (new or {}).get("decode", {}), (base or {}).get("decode", {})
@@ -266,7 +274,9 @@ def compare_kind(kind, ours: Side, theirs: Side, thresholds: dict) -> Verdict | 
         verdict = compare_with_host(ours.samples[kind.key], theirs.samples[kind.key], ours.samples.get(PROBE_KEY),
                                     theirs.samples.get(PROBE_KEY), thresholds[kind.threshold])
     elif kind.compare == "interval":
-        verdict = compare_gpu(ours.samples[kind.key], theirs.samples[kind.key], thresholds[kind.threshold])
+        new, base = ours.samples[kind.key], theirs.samples[kind.key]
+        verdict = compare_gpu(new, base, thresholds[kind.threshold]) if min(new + base) > 0 else \
+            _compare_with_zero(new, base, f"{kind.unit} of {kind.subject}")
     elif kind.compare == "kernels":
         verdict = compare_kernels(ours.kernels, theirs.kernels)
     elif kind.compare == "count":

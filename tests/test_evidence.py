@@ -280,3 +280,12 @@ def test_a_pooled_entry_of_1000_samples_is_judged_exactly_and_many_on_both_sides
     assert verdict.kind == NO_CHANGE and "approximation" not in verdict.detail
     big = verdicts.compare_samples(base[:600], base, 0.05)  # past the exact budget: the normal approximation
     assert big.kind == NO_CHANGE and "normal approximation" in big.detail
+
+
+def test_a_time_that_is_zero_on_a_side_is_compared_without_a_ratio():
+    """A GPU time per step can be 0 (no memset in a step): no log to take, so it is compared as a count."""
+    kind = verdicts.KINDS["gpu_decode_ms_per_step"]
+    zero, some = evidence.Side({kind.key: [0.0, 0.0]}), evidence.Side({kind.key: [0.002, 0.002]})
+    thresholds = {"gpu_threshold": 0.02}
+    assert verdicts.compare_kind(kind, zero, zero, thresholds).kind == NO_CHANGE
+    assert verdicts.compare_kind(kind, some, zero, thresholds).kind == CHANGED

@@ -134,6 +134,13 @@ KINDS: dict[str, Kind] = {kind.key: kind for kind in (
          threshold="gpu_threshold", legacy_labels=("GPU kernel time",),
          show=Show("GPU kernel ms per decode step (GPU busy share of the step)", _fmt_gpu, _gpu_and_busy)),
     Kind("gpu_prefill_ms", "GPU prefill kernel time", INFO, PROFILED, _gpu("prefill", "kernel_ms", per_step=False)),
+    # Copies and fills the device ran per decode step, beside the kernels: reported, not deciding.
+    Kind("memcpy_ms_per_step", "memcpy time", WORK, PROFILED, _gpu("decode", "memcpy_ms"),
+         words="memcpy time per decode step", subject="memcpy", unit="ms/step", compare="interval",
+         threshold="gpu_threshold", decides=False, non_negative=True),
+    Kind("memset_ms_per_step", "memset time", WORK, PROFILED, _gpu("decode", "memset_ms"),
+         words="memset time per decode step", subject="memset", unit="ms/step", compare="interval",
+         threshold="gpu_threshold", decides=False, non_negative=True),
     # Judged through the kernel tables (perf.verdicts.compare_kernels): every kernel's launches.
     Kind("launches_per_step", "kernels", WORK, PROFILED, _gpu("decode", "launches"), compare="kernels",
          legacy_labels=("kernels",)),

@@ -289,3 +289,18 @@ def test_a_time_that_is_zero_on_a_side_is_compared_without_a_ratio():
     thresholds = {"gpu_threshold": 0.02}
     assert verdicts.compare_kind(kind, zero, zero, thresholds).kind == NO_CHANGE
     assert verdicts.compare_kind(kind, some, zero, thresholds).kind == CHANGED
+
+
+def test_memcpy_and_memset_time_per_step_are_evidence_that_reports_without_deciding():
+    """An added device-to-host copy per step shows in memcpy time: named, and the cell is not NO
+    CHANGE, but kernel time decides (a copy's cost is in the step's wall and host time)."""
+    base, new = entry(), record()
+    base["samples"].update(memcpy_ms_per_step=[0.0446] * 4, memset_ms_per_step=[0.00145] * 4)
+    new["samples"].update(memcpy_ms_per_step=[0.0446, 0.0447], memset_ms_per_step=[0.00145] * 2)
+    same = judge(new, base)
+    assert same.kind == NO_CHANGE and same.evidence["memcpy_ms_per_step"].kind == NO_CHANGE
+    assert "memcpy unchanged (0.0446 ms/step" in same.detail and "memset unchanged" in same.detail
+    new["samples"]["memcpy_ms_per_step"] = [0.067, 0.067]
+    copied = judge(new, base)
+    assert copied.evidence["memcpy_ms_per_step"].kind == REGRESSION and copied.kind == INCONCLUSIVE
+    assert "memcpy regression (0.067 ms/step +50.2%" in copied.detail

@@ -122,8 +122,7 @@ def run_cell(sides: Sides, batch_size: int, settings, threshold: float, seed_tex
         ttft[side] = [handle.call("first_token", batch_size=batch_size)]
         info[side] = handle.info
         try:
-            profiled[side] = [handle.call("profiled_cycle", batch_size=batch_size, new_tokens=new_tokens)
-                              for _ in range(settings.profile_cycles)]
+            profiled[side] = handle.profiled_cycles(batch_size, new_tokens, settings.profile_cycles)
         except RemoteError as exc:
             if "profiled_cycle" not in exc.error:
                 raise
@@ -199,7 +198,10 @@ def judge(head: dict, base: dict, cycles: dict, pairs: int, threshold: float, un
         evidence_ = {key: replace(v, kind=INCONCLUSIVE, detail=f"{v.detail}; too few pairs for an interval")
                      for key, v in evidence_.items()}
     ours, theirs = evidence.side_of_record(head), evidence.side_of_record(base)
-    evidence_.update(verdicts.evidence_of(evidence.WORK, ours, theirs, {"gpu_threshold": baselines.DEFAULT_GPU_THRESHOLD}))
+    thresholds = {"threshold": threshold, "gpu_threshold": baselines.DEFAULT_GPU_THRESHOLD,
+                  "work_threshold": baselines.DEFAULT_WORK_THRESHOLD}
+    for role in (evidence.WORK, evidence.WAIT):
+        evidence_.update(verdicts.evidence_of(role, ours, theirs, thresholds))
     cell = verdicts.combine(evidence_, [], ours, theirs, verdicts.AGAINST_BASE)
     detail = cell.detail + "".join(f"; {note}" for note in unavailable)
     return replace(cell, detail=detail)

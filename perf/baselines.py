@@ -26,6 +26,7 @@ entry's instead of replacing them, so that the baseline spans several processes 
 other kernels) is kept as it is.
 """
 import json
+import math
 import re
 import statistics
 from datetime import datetime, timezone
@@ -45,13 +46,17 @@ DEFAULT_THRESHOLD = 0.05
 # medians move 10-40% between processes; across all 840 ordered A/A pairs, 5% gave 112 false
 # REGRESSIONs, 25% gave 4, 30% none. Entries recorded on a machine without GPUs get this one.
 CPU_THRESHOLD = 0.30
-# Kernel time per decode step held within 0.1% between processes and under host load on the H200
-# (docs/verdicts.md): 2% leaves room for clocks, and still sees one extra kernel of a few percent.
-DEFAULT_GPU_THRESHOLD = 0.02
+# Kernel time per decode step held within 0.1% between processes and under host load on the H200,
+# and within 0.4% across processes and two H100 machines (docs/verdicts.md, "The GPU threshold"):
+# 1% leaves room for that, and sees one added kernel of a percent or two.
+DEFAULT_GPU_THRESHOLD = 0.01
 # Without a GPU the peak is the process's RSS, which moved 10.5% between two fresh runs of the
 # same code (ds_int8, 418 -> 462 MB): 10% is for device allocators, not for RSS.
 CPU_MEMORY_THRESHOLD = 0.30
 DEFAULT_MEMORY_THRESHOLD = 0.10
+# The host's work is counted exactly; what a change in it decides is its estimated cost, a share of
+# the counted cycle's time: the same on every machine, since the host's noise is not in it.
+DEFAULT_WORK_THRESHOLD = 0.05
 PROMPTS_ID = "transformers-bloom-inference (8 prompts)"
 
 
@@ -71,6 +76,12 @@ class Kernel(Model):
 class Kernels(Model):
     decode: dict[str, Kernel] = {}
     prefill: dict[str, Kernel] = {}
+
+
+class Counted(Model):
+    tokens: Annotated[int, Field(gt=0, strict=True)]
+    steps: Annotated[int, Field(gt=0, strict=True)]
+    breakdowns: dict[str, dict[str, list[NonNegative | None]]]
 
 
 class Provenance(Model):
@@ -93,10 +104,12 @@ class Entry(Model):
     samples: Samples
     threshold: Fraction
     gpu_threshold: Fraction | None = None
+    work_threshold: Fraction | None = None
     memory_threshold: Fraction | None = None
     provenance: Provenance
     protocol: Protocol
     kernels: Kernels | None = None
+    counted: Counted | None = None
 
     @model_validator(mode="after")
     def _figure_when_ok(self):
@@ -212,7 +225,8 @@ def entry_from(record: dict, protocol: dict, fingerprint: dict, date: str | None
     """The baseline entry for one measured record; `date`: when it was measured (default: now)."""
     oom = record["outcome"] == "oom"
     gpu = bool(fingerprint.get("device_count"))
-    kernels = (record.get("profile") or {}).get("kernels")
+    profile = record.get("profile") or {}
+    kernels, counted = profile.get("kernels"), profile.get("counted")
     return {
         "outcome": "oom" if oom else "ok",
         "ms_per_token": None if oom else record["ms_per_token"],
@@ -220,8 +234,10 @@ def entry_from(record: dict, protocol: dict, fingerprint: dict, date: str | None
         "peak_memory_mb": None if oom else record["peak_memory"]["per_device_mb"],
         "samples": {} if oom else {kind.key: list(record["samples"].get(kind.key) or []) for kind in evidence.SAMPLED},
         "kernels": None if oom or not kernels else kernels,
+        "counted": None if oom or not counted else counted,
         "threshold": DEFAULT_THRESHOLD if gpu else CPU_THRESHOLD,
         "gpu_threshold": DEFAULT_GPU_THRESHOLD,
+        "work_threshold": DEFAULT_WORK_THRESHOLD,
         "memory_threshold": DEFAULT_MEMORY_THRESHOLD if gpu else CPU_MEMORY_THRESHOLD,
         "provenance": {"kind": "measured", "date": date or datetime.now(timezone.utc).isoformat(timespec="seconds"),
                        "commit": fingerprint.get("git_commit"), "versions": record.get("versions")},
@@ -262,6 +278,15 @@ def same_launches(a: dict | None, b: dict | None) -> bool:
                                                       for k in ours[p]) for p in ours)
 
 
+def same_counts(a: dict, b: dict) -> bool:
+    """Whether two counted cycles did the same work: each kind's count the same, within the band the
+    same code varies by (their times may differ)."""
+    totals = lambda c: {key: sum(v[0] for v in parts.values()) for key, parts in c["breakdowns"].items()}  # noqa: E731
+    ours, theirs = totals(a), totals(b)
+    return (a["tokens"], a["steps"]) == (b["tokens"], b["steps"]) and all(
+        math.isclose(ours[key], theirs[key], rel_tol=evidence.COUNT_BAND) for key in set(ours) & set(theirs))
+
+
 def pooled(old: dict, new: dict) -> tuple[dict | None, str]:
     """`new` with `old`'s samples before its own: one more process in the baseline. Between
     processes on the lent H200 medians moved by -34% to +58%, far more than within one, so a
@@ -278,6 +303,8 @@ def pooled(old: dict, new: dict) -> tuple[dict | None, str]:
            else "their versions differ" if old["provenance"].get("versions") != new["provenance"].get("versions")
            else "their GPU kernels differ" if old.get("kernels") and new.get("kernels")
            and not same_launches(old["kernels"], new["kernels"])
+           else "their counted host work differs" if old.get("counted") and new.get("counted")
+           and not same_counts(old["counted"], new["counted"])
            else "")
     if why:
         return None, why
@@ -304,8 +331,10 @@ def pooled(old: dict, new: dict) -> tuple[dict | None, str]:
     return {**new, "ms_per_token": statistics.median(samples["ms_per_token"]),
             "ttft_ms": statistics.median(samples["ttft_ms"]) if samples["ttft_ms"] else new.get("ttft_ms"),
             "samples": samples, "kernels": new.get("kernels") or old.get("kernels"),
+            "counted": new.get("counted") or old.get("counted"),
             # thresholds are kept: a profile's may have been edited by hand
-            **{name: old.get(name, new.get(name)) for name in ("threshold", "gpu_threshold", "memory_threshold")
+            **{name: old.get(name, new.get(name)) for name in ("threshold", "gpu_threshold", "work_threshold",
+                                                                "memory_threshold")
                if old.get(name, new.get(name)) is not None},
             "provenance": provenance}, note
 

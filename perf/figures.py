@@ -52,11 +52,14 @@ def roofline(info: dict, timed: list[dict], ttft: list[dict], new_tokens: int, c
 
 def profile_summary(cycles: list[dict]) -> dict:
     """What the profiled cycles of a cell (perf.profiling replies, max over ranks where there are
-    several) hold beside their samples: how many, what was profiled, and on a GPU each kernel's
-    launches and ms per step, averaged over the cycles."""
+    several) hold beside their samples: how many, what was profiled, the counted cycle's work by
+    name, and on a GPU each kernel's launches and ms per step, averaged over the cycles."""
     first = cycles[0]
     summary = {"cycles": len(cycles), "activity": first["activity"], "decode_steps": first.get("decode_steps"),
                "seconds": sum(c["seconds"] for c in cycles)}
+    counted = [c for c in cycles if c.get("counted")]
+    if counted:  # the host's work by name: Python calls, aten operators, syncs, copies
+        summary["counted"] = evidence.breakdowns_from(counted)
     if first["activity"] == "cuda":
         steps = first["decode_steps"]
         summary["kernels"] = {phase: _kernels(cycles, phase, steps if phase == "decode" else 1)

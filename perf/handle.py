@@ -88,6 +88,25 @@ class BackendHandle:
             self.failure = str(exc)
             pytest.fail(self.failure, pytrace=False)
 
+    def profiled_cycles(self, batch_size: int, new_tokens: int, cycles: int) -> list[dict]:
+        """The cell's profiled cycles (perf.profiling): the first counts the host's Python calls,
+        the second its operators, syncs and copies; on a GPU every one records the kernels, so
+        without a GPU those two are all. A worker from before counting (a side-by-side base) is
+        asked for plain profiled cycles."""
+        replies = []
+        for count in ("python", "dispatch", *[None] * cycles)[:cycles]:
+            if count is None and replies and replies[0]["activity"] != "cuda":
+                break
+            try:
+                replies.append(self.call("profiled_cycle", batch_size=batch_size, new_tokens=new_tokens,
+                                         **({"count": count} if count else {})))
+            except RemoteError as exc:
+                if "unexpected keyword argument 'count'" not in exc.error:
+                    raise
+                return [self.call("profiled_cycle", batch_size=batch_size, new_tokens=new_tokens)
+                        for _ in range(cycles)]
+        return replies
+
     def close(self) -> None:
         if self.worker is not None:
             self.worker.stop()

@@ -126,8 +126,7 @@ def test_ms_per_token(backend, batch_size, benchmark, perf_settings, perf_run, p
         memory = backend.call("peak_memory")
         ttft = [backend.call("first_token", batch_size=batch_size) for _ in range(perf_settings.cycles)]
         # After the timed cycles, never among them: a profiled cycle runs 30-60% longer.
-        profiled = [backend.call("profiled_cycle", batch_size=batch_size, new_tokens=new_tokens)
-                    for _ in range(perf_settings.profile_cycles)]
+        profiled = backend.profiled_cycles(batch_size, new_tokens, perf_settings.profile_cycles)
     except RemoteError as exc:
         if exc.kind != "oom":
             fail_remote(exc)

@@ -25,8 +25,8 @@ import statistics
 from dataclasses import dataclass, field, replace
 
 from perf import baselines, stats
-from perf.evidence import (INFO, KINDS, LOAD, MEMORY, PROBE, TIMING, WORK, Side, of_role, side_of_entry,
-                           side_of_record)
+from perf.evidence import (BREAKDOWN_NAMES, COUNT_BAND, INFO, KINDS, LOAD, MEMORY, PROBE, TIMING, WAIT, WORK, Side, of_role,
+                           side_of_entry, side_of_record)
 
 REGRESSION, IMPROVEMENT, NO_CHANGE, INCONCLUSIVE = "REGRESSION", "IMPROVEMENT", "NO CHANGE", "INCONCLUSIVE"
 NEW, REFUSED = "NEW", "REFUSED"
@@ -145,14 +145,19 @@ def compare_gpu(new: list[float], base: list[float], threshold: float) -> Verdic
     """GPU kernel time per decode step, one sample per profiled cycle. The Moses interval at 95%
     needs 4 vs 4 cycles; with fewer, the range of all new/base ratios (rank 1), whose confidence
     1 - 2/C(m+n, m) the detail gives (2 vs 4 cycles: 87%)."""
-    c, achieved, exact = stats.moses_rank(len(new), len(base))
-    if c == 0:
-        c, achieved = 1, 1 - 2 / math.comb(len(new) + len(base), len(new))
-    diffs = sorted(math.log(x) - math.log(y) for x in new for y in base)
-    interval = stats.Interval(statistics.median(diffs), diffs[c - 1], diffs[-c], achieved, exact)
+    interval = _interval_of_few(sorted(math.log(x) - math.log(y) for x in new for y in base), len(new), len(base))
     kind = kind_of(interval, threshold)
     return Verdict(kind, math.expm1(interval.estimate), math.expm1(interval.low), math.expm1(interval.high),
                    _interval_text(interval, len(new), len(base), "profiled cycles", threshold))
+
+
+def _interval_of_few(diffs: list[float], m: int, n: int) -> stats.Interval:
+    """The Moses interval of sorted pairwise differences at 95% where m vs n samples allow it (4 vs
+    4), else their whole range, at the confidence 1 - 2/C(m+n, m) it has (2 vs 4: 87%)."""
+    c, achieved, exact = stats.moses_rank(m, n)
+    if c == 0:
+        c, achieved = 1, 1 - 2 / math.comb(m + n, m)
+    return stats.Interval(statistics.median(diffs), diffs[c - 1], diffs[-c], achieved, exact)
 
 
 def short_kernel_name(name: str, width: int = 60) -> str:
@@ -194,12 +199,79 @@ def compare_kernels(new: dict, base: dict) -> Verdict:
                                    + (f"; and {len(changes) - 8} more" if len(changes) > 8 else ""))
 
 
-def compare_counts(new: list[float], base: list[float], what: str) -> Verdict:
-    """An exact count per token (aten operators dispatched): the same code dispatches the same."""
-    a, b = statistics.median(base), statistics.median(new)
-    if round(a, 2) == round(b, 2):
-        return Verdict(NO_CHANGE, detail=f"{b:g} {what} on both sides")
-    return Verdict(CHANGED, b / a - 1, detail=f"{b:g} {what}, baseline {a:g}")
+def compare_work(kind, ours: Side, theirs: Side, threshold: float) -> Verdict:
+    """An exact count of the host's work (Python calls, aten operators, syncs, copies) per token or
+    step: the same code makes the same calls. A change names what appeared, vanished or changed
+    count (from both sides' breakdowns), and decides by what it costs: each name's own time in its
+    counted cycle, as a share of that cycle's time, times its change in count. A cheap change is
+    reported, not decided; one without breakdowns on both sides (an older entry) is a change only."""
+    new, base = statistics.median(ours.samples[kind.key]), statistics.median(theirs.samples[kind.key])
+    if math.isclose(new, base, rel_tol=COUNT_BAND, abs_tol=1e-9):
+        band = "" if new == base else f" (within the {COUNT_BAND:.2%} the same code varies by: baseline {base:.6g})"
+        return Verdict(NO_CHANGE, detail=f"{new:.6g} {kind.words} on both sides{band}")
+    named, cost = _named_changes(kind, ours.counted, theirs.counted)
+    detail = f"{new:.6g} {kind.words}, baseline {base:.6g}"
+    if named:
+        detail += "; " + ", ".join(named[:6]) + (f" and {len(named) - 6} more" if len(named) > 6 else "")
+    if cost is None:
+        return Verdict(CHANGED, new / base - 1 if base else None, detail=detail)
+    kind_ = REGRESSION if cost >= threshold else IMPROVEMENT if cost <= -threshold else NO_CHANGE
+    return Verdict(kind_, cost, detail=f"{detail}; estimated cost {cost:+.1%} of the counted cycle's time "
+                                       f"(threshold {threshold:.0%})")
+
+
+def _named_changes(kind, ours: dict | None, theirs: dict | None) -> tuple[list[str], float | None]:
+    """What changed by name between two counted cycles' breakdowns of `kind`, most costly first, and
+    the estimated cost (a share of the cycle's time; None without both breakdowns). A name kept on
+    one side only counts as appeared (or vanished) where the other side's list would have kept it."""
+    mine = ((ours or {}).get("breakdowns") or {}).get(kind.key)
+    other = ((theirs or {}).get("breakdowns") or {}).get(kind.key)
+    if mine is None or other is None:
+        return [], None
+    per = ours["tokens"] if kind.per == "token" else ours["steps"]
+    unit = "/token" if kind.per == "token" else "/step"
+    complete = lambda parts: len(parts) < BREAKDOWN_NAMES  # noqa: E731
+    floor = lambda parts: min((v[0] for v in parts.values()), default=0)  # noqa: E731
+    changes, cost = [], 0.0
+    for name in set(mine) | set(other):
+        a, b = other.get(name), mine.get(name)
+        if a and b:
+            delta, side, note = b[0] - a[0], (b if b[0] > a[0] else a), ""
+        elif b and (complete(other) or b[0] > floor(other)):
+            delta, side, note = b[0], b, " (new)"
+        elif a and (complete(mine) or a[0] > floor(mine)):
+            delta, side, note = -a[0], a, " (gone)"
+        else:
+            continue
+        if delta == 0:
+            continue
+        share = delta * side[1] / side[0] if side[0] else 0.0
+        cost += share
+        changes.append((abs(share), abs(delta), f"{short_name(name)} {delta / per:+.4g}{unit}{note}"))
+    changes.sort(reverse=True)
+    return [text for *_, text in changes], cost
+
+
+def short_name(name: str, width: int = 70) -> str:
+    """A function's or operator's name, shortened for a sentence."""
+    return name if len(name) <= width else name[:width - 1] + "…"
+
+
+def compare_shift(kind, new: list[float], base: list[float], reference: list[float], threshold: float) -> Verdict:
+    """A time that may be 0 on a side (off the CPU, per token; memcpy or memset, per step): its
+    shift in its own unit, with the Moses interval, against `threshold` of the other side's median
+    of `reference` (wall time per token; GPU kernel time per step): what it adds to the whole."""
+    interval = _interval_of_few(sorted(x - y for x in new for y in base), len(new), len(base))
+    whole = statistics.median(reference)
+    limit = threshold * whole
+    kind_ = REGRESSION if interval.low > limit else IMPROVEMENT if interval.high < -limit else \
+        NO_CHANGE if interval.high < limit else INCONCLUSIVE
+    share = lambda x: x / whole if math.isfinite(x) else None  # noqa: E731
+    bounds = f" [{interval.low:+.3g}, {interval.high:+.3g}]" if math.isfinite(interval.low) else ""
+    return Verdict(kind_, share(interval.estimate), share(interval.low), share(interval.high),
+                   detail=f"{kind.subject} {interval.estimate:+.3g}{bounds} {kind.unit} ({len(new)} vs {len(base)} "
+                          f"samples, {interval.confidence:.0%} interval, threshold {threshold:.0%} of the baseline's "
+                          f"{whole:.3g} {kind.unit})")
 
 
 def _compare_with_zero(new: list[float], base: list[float], what: str) -> Verdict:
@@ -253,6 +325,7 @@ def thresholds_of(entry: dict) -> dict:
     """The entry's threshold fields, with the defaults for entries that predate one."""
     return {"threshold": entry.get("threshold") or baselines.DEFAULT_THRESHOLD,
             "gpu_threshold": entry.get("gpu_threshold") or baselines.DEFAULT_GPU_THRESHOLD,
+            "work_threshold": entry.get("work_threshold") or baselines.DEFAULT_WORK_THRESHOLD,
             "memory_threshold": entry.get("memory_threshold") or baselines.DEFAULT_MEMORY_THRESHOLD}
 
 
@@ -280,7 +353,12 @@ def compare_kind(kind, ours: Side, theirs: Side, thresholds: dict) -> Verdict | 
     elif kind.compare == "kernels":
         verdict = compare_kernels(ours.kernels, theirs.kernels)
     elif kind.compare == "count":
-        verdict = compare_counts(ours.samples[kind.key], theirs.samples[kind.key], kind.words)
+        verdict = compare_work(kind, ours, theirs, thresholds[kind.threshold])
+    elif kind.compare == "shift":
+        if not theirs.has(kind.relative_to):
+            return None
+        verdict = compare_shift(kind, ours.samples[kind.key], theirs.samples[kind.key],
+                                theirs.samples[kind.relative_to], thresholds[kind.threshold])
     else:
         raise ValueError(f"{kind.key}: unknown comparison {kind.compare!r}")
     return None if verdict is None else replace(verdict, label=kind.label)
@@ -327,10 +405,29 @@ def judge_side(entry: dict | None, ours: Side, protocol: dict) -> Verdict:
 
 def _judge_evidence(ours: Side, theirs: Side, thresholds: dict) -> Verdict:
     """Each kind of evidence both sides have, then the cell from them by role (combine)."""
-    evidence = {**evidence_of(TIMING, ours, theirs, thresholds), **evidence_of(WORK, ours, theirs, thresholds)}
+    evidence = {key: v for role in (TIMING, WORK, WAIT) for key, v in evidence_of(role, ours, theirs, thresholds).items()}
     busy = [f"{side}: {why}" for side, why in (("this run", host_busy(ours.samples, ours.cpus)),
                                                ("the baseline", host_busy(theirs.samples, ours.cpus))) if why]
-    return combine(evidence, busy, ours, theirs, AGAINST_ENTRY)
+    return combine(evidence, busy, ours, theirs, AGAINST_ENTRY, host_unsteady(ours, theirs, thresholds["threshold"]))
+
+
+def host_unsteady(ours: Side, theirs: Side, threshold: float) -> str | None:
+    """Why wall and host CPU time between separate processes are not evidence of a code change
+    here, or None where they are: the host's speed (the probe around every cycle) held within half
+    the threshold over this run and a baseline of two processes or more. On the lent GPU machines
+    the probe jumped 2x between stretches and the decode loop moved further than the probe did
+    (+78% probe, +104% wall and CPU time: docs/verdicts.md); a shift of the host's speed within
+    half the threshold cannot pass for a change at the threshold."""
+    if theirs.runs < 2:
+        return "the baseline is one process (pool a second with --update-baselines=pool)"
+    probes = [ours.samples.get(PROBE_KEY), theirs.samples.get(PROBE_KEY)]
+    if not all(probes):
+        return "no host probe on one side"
+    spread = max(probes[0] + probes[1]) / min(probes[0] + probes[1]) - 1
+    if spread > threshold / 2:
+        return (f"the host probe ranged {spread:.0%} over this run and the baseline's {theirs.runs} processes; "
+                f"timing decides within {threshold / 2:.1%}")
+    return None
 
 
 # What a cell is judged against, as the detail says it: (its name, what its timing comparison used
@@ -339,17 +436,22 @@ AGAINST_ENTRY = ("the baseline entry", "and the host probe ", " (re-record it wi
 AGAINST_BASE = ("the base", "", "")
 
 
-def combine(evidence: dict, busy: list[str], ours: Side, theirs: Side, against: tuple = AGAINST_ENTRY) -> Verdict:
+def combine(evidence: dict, busy: list[str], ours: Side, theirs: Side, against: tuple = AGAINST_ENTRY,
+            unsteady: str | None = None) -> Verdict:
     """The cell from its evidence ({kind key: Verdict}), by role, as docs/verdicts.md says: a WORK
-    kind that decides decides; TIMING decides when its kinds agree on a host that was not busy
-    (`busy`: why it was, per side); NO CHANGE when every kind agrees; INCONCLUSIVE otherwise."""
+    kind that decides decides, and WAIT does on a host that was not busy (`busy`: why it was, per
+    side); TIMING decides when its kinds agree on a host that was neither busy nor unsteady
+    (`unsteady`: why its timing does not reproduce); NO CHANGE when every kind agrees; INCONCLUSIVE
+    otherwise, saying why."""
     if busy:  # the intervals stand as measured; what they would decide does not
-        evidence = {key: replace(v, kind=INCONCLUSIVE, detail=v.detail.split(";")[0]) if KINDS[key].role == TIMING else v
-                    for key, v in evidence.items()}
+        evidence = {key: replace(v, kind=INCONCLUSIVE, detail=v.detail.split(";")[0])
+                    if KINDS[key].role in (TIMING, WAIT) else v for key, v in evidence.items()}
     timing = [v for key, v in evidence.items() if KINDS[key].role == TIMING]
     wall = evidence["ms_per_token"]
     timing_kind = timing[0].kind if len({v.kind for v in timing}) == 1 else INCONCLUSIVE
-    deciding = [(KINDS[key], v) for key, v in evidence.items() if KINDS[key].role == WORK and KINDS[key].decides]
+    timing_decides = not busy and not unsteady
+    deciding = [(KINDS[key], v) for key, v in evidence.items()
+                if KINDS[key].role == WAIT or KINDS[key].role == WORK and KINDS[key].decides]
     regressed = next(((kind, v) for kind, v in deciding if v.kind == REGRESSION), None)
     improved = next(((kind, v) for kind, v in deciding if v.kind == IMPROVEMENT), None)
     timing_text = _timing_sentence(evidence, busy) + _missing(evidence, ours, theirs, against)
@@ -357,16 +459,19 @@ def combine(evidence: dict, busy: list[str], ours: Side, theirs: Side, against: 
     if regressed:
         return cell(REGRESSION, f"{_decision(*regressed, ours, theirs, evidence)}; {timing_text}", regressed[0].label)
     work_text = _work_sentence(evidence, ours)
-    if timing_kind == REGRESSION and not busy:
+    if timing_kind == REGRESSION and timing_decides:
         return cell(REGRESSION, f"{work_text}; {timing_text}", "host time")
     if improved and timing_kind != REGRESSION:
         return cell(IMPROVEMENT, f"{_decision(*improved, ours, theirs, {})}; {timing_text}", improved[0].label)
-    if timing_kind == IMPROVEMENT and not busy:
+    if timing_kind == IMPROVEMENT and timing_decides:
         return cell(IMPROVEMENT, f"{work_text}; {timing_text}", "host time")
     if all(v.kind == NO_CHANGE for v in evidence.values()):
         return cell(NO_CHANGE, f"every kind of evidence agrees: {work_text}; {timing_text}", "all evidence")
+    work_unchanged = all(v.kind == NO_CHANGE for key, v in evidence.items() if KINDS[key].role in (WORK, WAIT))
     if busy:
         why = "host busy (" + "; ".join(busy) + ")"
+    elif unsteady and (work_unchanged or timing_kind in DECIDED):
+        why = ("work unchanged; " if work_unchanged else "") + f"host timing not reproducible here ({unsteady})"
     elif len({v.kind for v in timing}) > 1:
         why = "wall and host time disagree"
     else:
@@ -375,29 +480,38 @@ def combine(evidence: dict, busy: list[str], ours: Side, theirs: Side, against: 
 
 
 def _decision(kind, verdict: Verdict, ours: Side, theirs: Side, evidence: dict) -> str:
-    """The sentence of a WORK kind that decided the cell, with the kernels that grew and the other
-    work that changed."""
-    text = f"{kind.words} {format_change(verdict)} {verdict.detail}"
-    if kind.compare == "interval":
+    """The sentence of the kind that decided the cell: a count's named changes and cost, the time
+    waited, or an interval with the kernels that grew; then the other work that changed."""
+    if kind.compare == "count":
+        text = f"work {'grew' if verdict.kind == REGRESSION else 'shrank'}: {verdict.detail}"
+    elif kind.role == WAIT:
+        text = f"{'waited' if verdict.kind == REGRESSION else 'waited less'}: {verdict.detail}"
+    else:
+        text = f"{kind.words} {format_change(verdict)} {verdict.detail}"
         grew = kernels_that_grew(ours.kernels, theirs.kernels)
         text += f"; grew: {grew}" if grew else ""
-    others = [v.detail for key, v in evidence.items() if key != kind.key and v.kind == CHANGED]
+    others = [v.detail for key, v in evidence.items()
+              if key != kind.key and KINDS[key].role == WORK and (v.kind == CHANGED or v.kind in DECIDED)]
     return "; ".join([text] + others)
 
 
 def _work_sentence(evidence: dict, ours: Side) -> str:
-    """What the GPU (or, on a CPU machine, the dispatcher) did, against the other side: each WORK
-    kind's own part."""
+    """What the GPU, the dispatcher and the host's Python did, against the other side, and any
+    waiting: each kind's own part."""
     parts = []
     for key, verdict in evidence.items():
         kind = KINDS[key]
+        if kind.role == WAIT and verdict.kind in DECIDED:
+            parts.append(f"waited: {verdict.kind.lower()} {verdict.detail}")
         if kind.role != WORK:
             continue
-        if kind.compare == "interval":
+        if kind.compare in ("interval", "shift"):
             state = "unchanged" if verdict.kind == NO_CHANGE else verdict.kind.lower()
             parts.append(f"{kind.subject} {state} ({ours.median(key):.3g} {kind.unit} {format_change(verdict)})")
         elif kind.compare == "count":
-            parts.append(("work unchanged: " if verdict.kind == NO_CHANGE else "work changed: ") + verdict.detail)
+            state = "unchanged" if verdict.kind == NO_CHANGE and verdict.change is None else \
+                "changed within the threshold" if verdict.kind == NO_CHANGE else "changed"
+            parts.append(f"work {state}: {verdict.detail}")
         else:
             parts.append(verdict.detail)
     return "; ".join(parts) or "no GPU or operator evidence"
@@ -446,10 +560,16 @@ def _advice(kind: str, entry: dict, has_samples: bool) -> str:
 
 def pool_refusal(old: dict, new: dict) -> str | None:
     """Why a run (as its baseline entry `new`) should not be pooled into `old`: a run judged a
-    REGRESSION or INCONCLUSIVE against the entry may not belong with it (other code, a busy host)."""
+    REGRESSION or IMPROVEMENT against the entry, or whose work differs from the entry's (the GPU's,
+    the host's counts, its waiting), is other code. A run whose timing alone was not decided pools:
+    the process-to-process spread of timing is what pooling is for."""
     if "oom" in (old["outcome"], new["outcome"]) or not old["samples"].get("ms_per_token"):
         return None  # pooling itself refuses these, saying why
     verdict = judge_side(old, side_of_entry(new), new["protocol"])
-    if verdict.kind in (REGRESSION, INCONCLUSIVE):
+    if verdict.kind in DECIDED:
         return f"this run was {verdict.kind} against it" + (f" (wall {format_change(verdict)})" if verdict.change is not None else "")
+    differs = [v.label for key, v in verdict.evidence.items()
+               if KINDS[key].role == WORK and v.kind != NO_CHANGE or KINDS[key].role == WAIT and v.kind in DECIDED]
+    if differs:
+        return f"its work differs from the entry's ({', '.join(differs)})"
     return None

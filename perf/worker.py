@@ -165,10 +165,10 @@ class Session:
         """Time to first token: the same call with one new token (prefill + one decode step)."""
         return {"seconds": self.cycle(batch_size, 1)["seconds"]}
 
-    def profiled_cycle(self, batch_size: int, new_tokens: int) -> dict:
+    def profiled_cycle(self, batch_size: int, new_tokens: int, count: str | None = None) -> dict:
         """One generate of the seed protocol's batch under torch.profiler (perf.profiling): GPU
-        kernels per step, or aten operators per token on a CPU; the slowest rank's figures, and
-        each rank's."""
+        kernels per step; with `count`, the host's work too ("python": its calls; "dispatch": aten
+        operators, syncs and copies); the slowest rank's figures, and each rank's."""
         from perf import profiling
         prompts = protocol.batch_prompts(batch_size)
 
@@ -177,8 +177,8 @@ class Session:
             return (out.shape[1] - inputs["input_ids"].shape[1]) * out.shape[0] * self.adapter.streams
 
         self.adapter.synchronize()
-        ranks = _gather(profiling.profiled_generate(generate, self.adapter.cuda))
-        slowest = max(ranks, key=lambda r: r["decode"]["kernel_ms"] if r["activity"] == "cuda" else r["aten_ops"])
+        ranks = _gather(profiling.profiled_generate(generate, self.adapter.cuda, count))
+        slowest = max(ranks, key=lambda r: r["decode"]["kernel_ms"] if r["activity"] == "cuda" else r["generate_seconds"])
         return {**slowest, "per_rank": [_rank_summary(r) for r in ranks]} if len(ranks) > 1 else slowest
 
     def memory_bandwidth(self) -> dict:
@@ -231,7 +231,7 @@ def _rank_summary(profiled: dict) -> dict:
     if profiled["activity"] == "cuda":
         return {"decode_kernel_ms": profiled["decode"]["kernel_ms"], "prefill_kernel_ms": profiled["prefill"]["kernel_ms"],
                 "decode_launches": profiled["decode"]["launches"]}
-    return {"aten_ops": profiled["aten_ops"]}
+    return {"generate_seconds": profiled["generate_seconds"]}
 
 
 def versions() -> dict:

@@ -59,16 +59,25 @@ class OomFromBatch4(Reference):
         return super().generate(inputs, **kwargs)
 
 
+def unit_of_work(loops: int) -> int:
+    """One call of fixed Python work: `loops` additions (a loop, not calls)."""
+    x = 0
+    for _ in range(loops):
+        x += 1
+    return x
+
+
 class Paced(Reference):
-    """A backend with steady timing on a steady host, as on a quiet GPU: generate is padded to a
-    fixed 0.5 s of CPU work (a spin) and the host probe reads a fixed 6 ms. `double_slowed`'s generate is
-    1 + PERF_DOUBLE_SLOWDOWN times longer (the backend got slower); `double_host_slowed`'s generate
-    and probe are both 1 + PERF_DOUBLE_HOST_SLOWDOWN times longer (the host got slower). This CPU
-    VM's own process-to-process noise (10-40% on the embedded model) would otherwise decide the
-    verdicts of a test about the verdict machinery. The real generate runs once per input shape
-    (the warm-up) and its output is replayed: with the CPU shared, a real generate once took
-    1.2 s, past the pace, and turned a REGRESSION into INCONCLUSIVE."""
-    PACE_S = 0.5
+    """A backend whose every generate does a fixed amount of host work, as a decode loop does: the
+    same CALLS calls of unit_of_work, each LOOPS additions; the host probe reads a fixed 6 ms.
+    `double_slowed`'s generate makes 1 + PERF_DOUBLE_SLOWDOWN times the calls (the backend got
+    slower: more work); `double_host_slowed`'s makes the same calls, each 1 + PERF_DOUBLE_HOST_SLOWDOWN
+    times longer, and its probe reads as much slower (the host got slower: the same work, more
+    time). This CPU VM's own process-to-process noise (10-40% on the embedded model) would otherwise
+    decide the verdicts of a test about the verdict machinery. The real generate runs once per input
+    shape (the warm-up) and its output is replayed, so that the work is the same in every cycle."""
+    CALLS = 200
+    LOOPS = 10_000
     PROBE_MS = 6.0
 
     def slowdown(self, name: str) -> float:
@@ -81,16 +90,18 @@ class Paced(Reference):
         self.replay = {}  # (input shape, generate arguments) -> the warm-up's output
         return super().load(model)
 
-    def generate(self, inputs, **kwargs):
-        start = time.perf_counter()
+    def generate(self, inputs, stopping_criteria=None, **kwargs):
         key = (tuple(inputs["input_ids"].shape), repr(sorted(kwargs.items())))
         if key not in self.replay:
             self.replay[key] = super().generate(inputs, **kwargs)
         out = self.replay[key]
-        slowdown = self.slowdown("PERF_DOUBLE_SLOWDOWN") + self.slowdown("PERF_DOUBLE_HOST_SLOWDOWN")
-        until = start + self.PACE_S * (1 + slowdown)
-        while time.perf_counter() < until:  # on the CPU, as a decode loop is: host time follows wall
-            pass
+        calls = round(self.CALLS * (1 + self.slowdown("PERF_DOUBLE_SLOWDOWN")))
+        loops = round(self.LOOPS * (1 + self.slowdown("PERF_DOUBLE_HOST_SLOWDOWN")))
+        for _ in range(calls):
+            unit_of_work(loops)
+        if stopping_criteria is not None:  # a profiled cycle's step marker, once per new token
+            for _ in range(out.shape[1] - inputs["input_ids"].shape[1]):
+                stopping_criteria(out, None)
         return out
 
 

@@ -39,14 +39,17 @@ def test_shipped_published_baselines_are_the_articles_tables_exactly():
                 assert (entry["outcome"], entry["ms_per_token"]) == (("oom", None) if cell == "OOM" else ("ok", float(cell)))
 
 
-def _entry(ms=10.0, samples=None, kind="measured", outcome="ok", **protocol):
-    return {"outcome": outcome, "ms_per_token": ms, "samples": {"ms_per_token": samples or []},
-            "threshold": 0.05, "peak_memory_mb": [100.0], "provenance": {"kind": kind},
+def _entry(ms=10.0, samples=None, kind="measured", outcome="ok", runs=2, **protocol):
+    """An entry of `runs` processes on a steady host (the probe read 6 ms around every cycle)."""
+    return {"outcome": outcome, "ms_per_token": ms,
+            "samples": {"ms_per_token": samples or [], "host_probe_ms": [6.0] * len(samples or [])},
+            "threshold": 0.05, "peak_memory_mb": [100.0], "provenance": {"kind": kind, "runs": runs},
             "protocol": {"new_tokens": 100, "world_size": 1, "int8_method": None, **protocol}}
 
 
 def _record(samples, outcome="passed", memory=100.0):
-    return {"outcome": outcome, "samples": {"ms_per_token": samples}, "peak_memory": {"per_device_mb": [memory]}}
+    return {"outcome": outcome, "samples": {"ms_per_token": samples, "host_probe_ms": [6.0] * len(samples)},
+            "peak_memory": {"per_device_mb": [memory]}}
 
 
 PROTOCOL = {"new_tokens": 100, "world_size": 1, "int8_method": None}
@@ -96,16 +99,17 @@ def test_judge_cases():
     assert published.kind == REGRESSION and "no spread available" in published.detail
 
 
-def test_a_decision_against_a_baseline_of_one_process_says_to_confirm_it_and_one_of_several_does_not():
+def test_timing_against_a_baseline_of_one_process_decides_nothing_and_says_so():
+    """Between processes the same code moved -34% to +58% on the H200: one process shows nothing of
+    that, so its timing decides nothing; two processes on a steady host do."""
     base, slower = [10.0, 10.1, 9.9, 10.05, 9.95], [12.5, 12.6, 12.4, 12.55, 12.45]
-    one_run = _entry(samples=base)
-    pooled = {**one_run, "provenance": {"kind": "measured", "runs": 2}}
-    for entry, says in ((one_run, True), (pooled, False)):
-        for new, kind in ((slower, REGRESSION), ([x * 0.8 for x in base], IMPROVEMENT)):
-            verdict = verdicts.judge(entry, _record(new), PROTOCOL)
-            assert verdict.kind == kind
-            assert ("the baseline is one process" in verdict.detail) == says
-            assert ("update the baseline" in verdict.detail) == (kind == IMPROVEMENT)
+    one_run, pooled = _entry(samples=base, runs=1), _entry(samples=base)
+    for new, kind in ((slower, REGRESSION), ([x * 0.8 for x in base], IMPROVEMENT)):
+        alone = verdicts.judge(one_run, _record(new), PROTOCOL)
+        assert alone.kind == INCONCLUSIVE and "host timing not reproducible here (the baseline is one process" in alone.detail
+        verdict = verdicts.judge(pooled, _record(new), PROTOCOL)
+        assert verdict.kind == kind and "one process" not in verdict.detail
+        assert ("update the baseline" in verdict.detail) == (kind == IMPROVEMENT)
     assert "one process" not in verdicts.judge(one_run, _record(base), PROTOCOL).detail  # NO CHANGE: nothing to doubt
     published = verdicts.judge(_entry(ms=10.0, kind="published"), _record([8.0] * 5), PROTOCOL)
     assert published.kind == IMPROVEMENT and published.detail.endswith("replace it with --update-baselines=force "
@@ -166,31 +170,30 @@ def test_a_bad_baseline_file_stops_the_run_before_any_load_and_is_not_rewritten(
 
 def test_a_25_percent_slowdown_is_a_regression_of_that_backend_only_and_not_when_the_host_slowed(
         run_perf, tmp_path, monkeypatch):
+    """The doubles' work is counted exactly, so this holds on a busy host too (CI's is, at times):
+    25% more calls is a REGRESSION decided by the work, naming the function; the same calls on a
+    host 25% slower are never one."""
     store, args = tmp_path / "store", ["--baselines", str(tmp_path / "store"), "--hardware", "cpu-test",
                                        "--cycles", "5", "--new-tokens", "5",
                                        "-k", "ms_per_token and (double_steady or double_slowed or double_host_slowed)"]
     first = run_perf(*DOUBLES, *args, "--update-baselines")
     first.result.assert_outcomes(passed=6)
-    # Recorded on this CPU, the entries got the CPU threshold (30%); the doubles' timing is as
-    # steady as a quiet GPU's, so give them the GPU default, as one would edit a quiet profile's.
     path = store / "cpu-test" / "tiny-bloom.json"
     data = json.loads(path.read_text())
     assert {e["threshold"] for sizes in data["entries"].values() for e in sizes.values()} == {baselines.CPU_THRESHOLD}
-    for sizes in data["entries"].values():
-        for entry in sizes.values():
-            entry["threshold"] = baselines.DEFAULT_THRESHOLD
-    path.write_text(json.dumps(data))
     monkeypatch.setenv("PERF_DOUBLE_SLOWDOWN", "0.25")
     monkeypatch.setenv("PERF_DOUBLE_HOST_SLOWDOWN", "0.25")
     second = run_perf(*DOUBLES, *args)
-    verdicts = {(t["backend"], t["batch_size"]): t["verdict"] for t in second.tests()}
+    cells = {(t["backend"], t["batch_size"]): t for t in second.tests()}
+    verdicts = {key: t["verdict"] for key, t in cells.items()}
     assert verdicts[("double_slowed", 1)] == verdicts[("double_slowed", 2)] == REGRESSION
+    assert cells[("double_slowed", 1)]["decided_by"] == "Python calls"
     assert REGRESSION not in (verdicts[("double_steady", 1)], verdicts[("double_steady", 2)])
-    # The same 25% with the host probe 25% slower too: the host may explain it, so no REGRESSION.
+    # The same calls on a host 25% slower: the work is unchanged, so never a REGRESSION.
     assert verdicts[("double_host_slowed", 1)] == verdicts[("double_host_slowed", 2)] == INCONCLUSIVE
     second.result.stdout.fnmatch_lines(["*verdicts against*cpu-test/tiny-bloom.json*",
-                                        "*double_slowed bs=1: REGRESSION +2*",
-                                        "*double_host_slowed bs=1: INCONCLUSIVE +2*the host CPU itself ran +25.0%*"])
+                                        "*double_slowed bs=1: REGRESSION *work grew:*doubles.py:unit_of_work +10/token*",
+                                        "*double_host_slowed bs=1: INCONCLUSIVE *work unchanged*"])
     assert second.result.ret == pytest.ExitCode.TESTS_FAILED
     assert json.loads((store / "cpu-test" / "tiny-bloom.json").read_text())["entries"].keys() == {
         "double_steady", "double_slowed", "double_host_slowed"}
@@ -266,12 +269,12 @@ def test_record_baselines_pools_real_h200_runs_once_each(tmp_path, capsys):
     from perf import record as record_baselines
     store = tmp_path / "store"
     assert record_baselines.main([*map(str, H200_RUN_FILES[1]), "--baselines", str(store)]) == 0
-    # Same code, other processes: most cells are INCONCLUSIVE against run 1 on this host, which
-    # plain --pool refuses; these runs belong together, so --force pools them.
+    # Same code, other processes: their timing is INCONCLUSIVE against run 1 on this host, and
+    # nothing else differs (these runs predate the work counts), so they pool: the spread between
+    # processes is what pooling is for.
     capsys.readouterr()
     assert record_baselines.main([*map(str, H200_RUN_FILES[2]), "--pool", "--baselines", str(store)]) == 0
-    assert "kept accel_bf16/bs1, not pooled: this run was INCONCLUSIVE against it (wall +30.4% [+3.0%, +68.1%]); " \
-           "pool it anyway with pytest's --update-baselines=force-pool, or perf-record-baselines --pool --force" in capsys.readouterr().out
+    assert "pooled (runs: 2) accel_bf16/bs1" in capsys.readouterr().out
     assert record_baselines.main([*map(str, H200_RUN_FILES[2] + H200_RUN_FILES[3]), "--pool", "--force",
                                   "--baselines", str(store)]) == 0
     path = store / "1xH200" / "synthetic-bloom-7b1.json"

@@ -19,14 +19,18 @@ def _replies(factor: float, gpu: bool) -> dict:
                "main_cpu_s": 1.8 * factor * (1 + i / 100), "process_cpu_s": 2.2 * factor, "cpus": 2,
                "run_queue_wait_s": 0.01 * factor, "other_cpu_s": 0.02 * factor} for i in range(5)]
     first = [{"seconds": 0.05 * factor} for _ in range(5)]
+    counted = {"counted": True, "steps": 100, "generate_seconds": 3.0 * factor,  # the host's work, by name
+               "python": {"generate": [100, 5.0], "forward": [int(1000 * factor), 2000.0 * factor]},
+               "aten": {"aten::mm": [int(3000 * factor), 900.0 * factor]}, "aten_ops": int(3000 * factor)}
     if gpu:
-        phase = lambda ms, n: {"kernel_ms": ms * factor, "memcpy_ms": 0.01 * factor, "memset_ms": 0.001 * factor,  # noqa: E731
+        phase = lambda ms, n: {"kernel_ms": ms * factor, "memcpy_ms": ms / 10 * factor, "memset_ms": ms / 20 * factor,  # noqa: E731
                                "launches": int(n * factor), "kernels": {"gemm": (int(n * factor), ms * factor)}}
-        profiled = [{"activity": "cuda", "decode_steps": 99, "new_tokens": 100, "seconds": 3.0,
+        profiled = [{"activity": "cuda", "decode_steps": 99, "new_tokens": 100, "seconds": 3.0, "steps": 100,
                      "prefill": phase(9.0, 30), "decode": phase(495.0 * (1 + i / 1000), 2970)} for i in range(2)]
+        profiled[0].update(counted, syncs={"cudaStreamSynchronize": [int(100 * factor), 500.0 * factor]},
+                           copies={"Memcpy DtoH": [int(100 * factor), int(800 * factor)]})
     else:
-        profiled = [{"activity": "cpu", "aten_ops": int(75685 * factor), "new_tokens": 100, "seconds": 1.0}
-                    for _ in range(2)]
+        profiled = [{"activity": "cpu", "new_tokens": 100, "seconds": 1.0, **counted}]
     return {"timed": cycles, "ttft": first, "profiled": profiled}
 
 
@@ -41,7 +45,8 @@ def _record(factor: float, gpu: bool) -> dict:
 
 def _gpu_for(kind) -> bool:
     """Which machine measures this kind: a GPU's profiled cycles, or a CPU's."""
-    return kind.source != evidence.PROFILED or kind.read(_replies(1, gpu=True)["profiled"][0]) is not None
+    return kind.source not in (evidence.PROFILED, evidence.COUNTED) or \
+        kind.read(_replies(1, gpu=True)["profiled"][0]) is not None
 
 
 @pytest.mark.parametrize("kind", list(evidence.KINDS.values()), ids=lambda k: k.key)
@@ -51,7 +56,9 @@ def test_every_kind_travels_from_the_worker_to_the_report(kind):
     # worker -> record: one sample per reply of its source (the run's peak memory: the record's)
     if kind.source != evidence.RUN:
         assert len(base_record["samples"][kind.key]) == {evidence.CYCLE: 5, evidence.FIRST_TOKEN: 5,
-                                                         evidence.PROFILED: 2}[kind.source]
+                                                         evidence.PROFILED: 2, evidence.COUNTED: 1}[kind.source]
+    if kind.breakdown:  # and by name, in the record's profile
+        assert base_record["profile"]["counted"]["breakdowns"][kind.key]
     # record -> baseline entry, valid under the schema the table makes
     entries = baselines.entries_from([base_record], FINGERPRINT, "1xGPU")["1xGPU"]
     entry = entries["accel_bf16"]["bs1"]

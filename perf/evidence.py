@@ -193,6 +193,9 @@ KINDS: dict[str, Kind] = {kind.key: kind for kind in (
          legacy_labels=("aten ops",)),
     Kind("syncs_per_step", "syncs", WORK, COUNTED, _count("syncs", "step"), words="synchronizations per step",
          compare="count", threshold="work_threshold", breakdown="syncs", per="step", non_negative=True),
+    Kind("allocs_per_step", "device allocations", WORK, COUNTED, _count("allocs", "step"),
+         words="device memory allocations and frees per step", compare="count", threshold="work_threshold",
+         breakdown="allocs", per="step", non_negative=True),
     Kind("copies_per_step", "copies", WORK, COUNTED, _count("copies", "step"), words="host-device copies per step",
          compare="count", threshold="work_threshold", breakdown="copies", per="step", non_negative=True),
     # What the worker's main thread (the decode loop) ran on a CPU, per token (the slowest rank's).

@@ -26,6 +26,9 @@ MARKER = "spin_kernel"  # the kernel of torch.cuda._sleep
 # The CUDA runtime calls that make the host wait for the device (the synchronous cudaMemcpy too).
 SYNC_CALLS = ("cudaDeviceSynchronize", "cudaStreamSynchronize", "cudaEventSynchronize", "cudaStreamWaitEvent",
               "cudaMemcpy", "cudaMemcpy2D", "cudaMemcpyFromSymbol", "cudaMemcpyToSymbol")
+# The CUDA runtime calls that take or give back device memory: once torch's caching allocator is
+# warm, none in a step; allocator churn (a cache flushed every step) shows here.
+ALLOC_CALLS = ("cudaMalloc", "cudaFree", "cudaMallocAsync", "cudaFreeAsync", "cudaHostAlloc", "cudaFreeHost")
 
 
 def step_marker(cuda: bool):
@@ -138,21 +141,25 @@ def _own_times(ops) -> list[tuple[str, float]]:
 
 def host_device(events) -> dict:
     """What the host asked of the device beside kernel launches: the CUDA runtime calls that wait
-    for it ({name: [calls, ms]}), and the copies the device ran ({direction: [copies, ms]}). (Their
+    for it, and those that take or free device memory ({name: [calls, ms]}), and the copies the
+    device ran ({direction: [copies, ms]}). (Their
     bytes are not in the events' metadata on torch 2.11: every copy read 0 bytes on the H100.)"""
     import torch
     syncs: dict = {}
+    allocs: dict = {}
     copies: dict = {}
     for e in events:
         name = e.name()
-        if e.device_type() == torch.autograd.DeviceType.CPU and name in SYNC_CALLS:
-            count, ms = syncs.get(name, (0, 0.0))
-            syncs[name] = [count + 1, ms + e.duration_ns() / 1e6]
+        on_host = e.device_type() == torch.autograd.DeviceType.CPU
+        if on_host and (name in SYNC_CALLS or name in ALLOC_CALLS):
+            calls = syncs if name in SYNC_CALLS else allocs
+            count, ms = calls.get(name, (0, 0.0))
+            calls[name] = [count + 1, ms + e.duration_ns() / 1e6]
         elif e.device_type() == torch.autograd.DeviceType.CUDA and name.startswith("Memcpy"):
             direction = name.split(" (")[0]  # "Memcpy HtoD (Pageable -> Device)" -> "Memcpy HtoD"
             count, ms = copies.get(direction, (0, 0.0))
             copies[direction] = [count + 1, ms + e.duration_ns() / 1e6]
-    return {"syncs": syncs, "copies": copies}
+    return {"syncs": syncs, "allocs": allocs, "copies": copies}
 
 
 def _kind(name: str) -> str:

@@ -28,6 +28,7 @@ def _replies(factor: float, gpu: bool) -> dict:
         profiled = [{"activity": "cuda", "decode_steps": 99, "new_tokens": 100, "seconds": 3.0, "steps": 100,
                      "prefill": phase(9.0, 30), "decode": phase(495.0 * (1 + i / 1000), 2970)} for i in range(2)]
         profiled[0].update(counted, syncs={"cudaStreamSynchronize": [int(100 * factor), 500.0 * factor]},
+                           allocs={"cudaMalloc": [int(10 * factor), 300.0 * factor]},
                            copies={"Memcpy DtoH": [int(100 * factor), int(800 * factor)]})
     else:
         profiled = [{"activity": "cpu", "new_tokens": 100, "seconds": 1.0, **counted}]

@@ -228,10 +228,13 @@ def of_role(role: str) -> list[Kind]:
 def samples_from(replies: dict[str, list[dict]]) -> dict[str, list[float]]:
     """{key: one value per reply} from the worker's replies by source ({"cycle": [...], ...}), for
     every kind all of whose replies hold it; a kind without a value in some reply is left out."""
+    profiled = replies.get(PROFILED) or []
+    replies = {**replies, PROFILED: [r for r in profiled if not r.get("counted")],
+               COUNTED: [r for r in profiled if r.get("counted")]}
     samples = {}
     for kind in SAMPLED:
-        values = [kind.read(reply) for reply in replies.get(PROFILED if kind.source == COUNTED else kind.source) or []]
-        if kind.source == COUNTED:  # the profiled cycles that counted this kind
+        values = [kind.read(reply) for reply in replies.get(kind.source) or []]
+        if kind.source == COUNTED:  # the counted cycles that counted this kind
             values = [v for v in values if v is not None]
         if values and all(v is not None for v in values):
             samples[kind.key] = values

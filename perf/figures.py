@@ -54,12 +54,15 @@ def profile_summary(cycles: list[dict]) -> dict:
     """What the profiled cycles of a cell (perf.profiling replies, max over ranks where there are
     several) hold beside their samples: how many, what was profiled, the counted cycle's work by
     name, and on a GPU each kernel's launches and ms per step, averaged over the cycles."""
-    first = cycles[0]
-    summary = {"cycles": len(cycles), "activity": first["activity"], "decode_steps": first.get("decode_steps"),
-               "seconds": sum(c["seconds"] for c in cycles)}
     counted = [c for c in cycles if c.get("counted")]
-    if counted:  # the host's work by name: Python calls, aten operators, syncs, copies
+    kernels = [c for c in cycles if not c.get("counted")]
+    summary = {"cycles": len(kernels), "counted_cycles": len(counted), "seconds": sum(c["seconds"] for c in cycles)}
+    if counted:  # the host's work by name: Python calls, aten operators, syncs, allocations, copies
         summary["counted"] = evidence.breakdowns_from(counted)
+    if not kernels:
+        return summary
+    cycles, first = kernels, kernels[0]
+    summary.update(activity=first["activity"], decode_steps=first.get("decode_steps"))
     if first["activity"] == "cuda":
         steps = first["decode_steps"]
         summary["kernels"] = {phase: _kernels(cycles, phase, steps if phase == "decode" else 1)

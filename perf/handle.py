@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from perf import profiling
 from perf.backends import BackendSpec
 from perf.launcher import PROGRESS, RemoteError, Worker, WorkerFailed
 from perf.settings import Settings
@@ -89,23 +90,23 @@ class BackendHandle:
             pytest.fail(self.failure, pytrace=False)
 
     def profiled_cycles(self, batch_size: int, new_tokens: int, cycles: int) -> list[dict]:
-        """The cell's profiled cycles (perf.profiling): the first counts the host's Python calls,
-        the second its operators, syncs and copies; on a GPU every one records the kernels, so
-        without a GPU those two are all. A worker from before counting (a side-by-side base) is
-        asked for plain profiled cycles."""
-        replies = []
-        for count in ("python", "dispatch", *[None] * cycles)[:cycles]:
-            if count is None and replies and replies[0]["activity"] != "cuda":
-                break
-            try:
-                replies.append(self.call("profiled_cycle", batch_size=batch_size, new_tokens=new_tokens,
-                                         **({"count": count} if count else {})))
-            except RemoteError as exc:
-                if "unexpected keyword argument 'count'" not in exc.error:
-                    raise
-                return [self.call("profiled_cycle", batch_size=batch_size, new_tokens=new_tokens)
-                        for _ in range(cycles)]
-        return replies
+        """The cell's profiled cycles (perf.profiling): two short counted cycles of the host's work
+        (its Python calls; its operators, syncs, allocations and copies), then on a GPU `cycles`
+        cycles of its kernels; none with `cycles` 0. A worker from before counting (a side-by-side
+        base) is asked for plain profiled cycles."""
+        if cycles == 0:
+            return []
+        short = min(new_tokens, profiling.COUNT_TOKENS)
+        try:
+            counted = [self.call("profiled_cycle", batch_size=batch_size, new_tokens=short, count=count)
+                       for count in ("python", "dispatch")]
+        except RemoteError as exc:
+            if "unexpected keyword argument 'count'" not in exc.error:
+                raise
+            counted = []
+        gpu = self.info.get("device", "").startswith("cuda") or not counted
+        return counted + [self.call("profiled_cycle", batch_size=batch_size, new_tokens=new_tokens)
+                          for _ in range(cycles if gpu else 0)]
 
     def close(self) -> None:
         if self.worker is not None:

@@ -1,13 +1,14 @@
-"""One generate cycle under torch.profiler, inside a worker: the evidence that does not follow the
-host's speed. On a GPU: every kernel's device time and launches, memcpy and memset apart, split
-into the prefill (the first step) and the decode steps (CUDA activity, on every profiled cycle).
+"""One generate cycle under torch.profiler or cProfile, inside a worker: the evidence that does not
+follow the host's speed. A profiled cycle (on a GPU): every kernel's device time and launches,
+memcpy and memset apart, split into the prefill (the first step) and the decode steps.
 
-The first two profiled cycles of a cell (the only ones without a GPU) also count the host's work,
-exactly, by name: the first the Python function calls generate makes, C functions included
-(cProfile, which also gives each function's own time: what a change in its calls costs); the
-second the aten operators dispatched (CPU activity) and, on a GPU, what the host asks of the
-device beside kernel launches: synchronizations and host-device copies, from CUDA runtime events.
-The same code makes the same calls; a busy or slower host does not change them.
+Two short counted cycles (COUNT_TOKENS new tokens) count the host's work, exactly, by name: the
+first the Python function calls generate makes, C functions included (cProfile, which also gives
+each function's own time: what a change in its calls costs); the second the aten operators
+dispatched (CPU activity) and, on a GPU, what the host asks of the device beside kernel launches:
+synchronizations, memory allocations and host-device copies, from CUDA runtime events. The same
+code makes the same calls; a busy or slower host does not change them. The counts need no long
+cycle, and kineto's processing of a full cycle's operator events cost more than the cycle itself.
 
 Steps are told apart by a marker: a StoppingCriteria, which generate calls once per new token
 after that step's work, launches one tiny kernel (torch.cuda._sleep, named `spin_kernel`). Kernels
@@ -23,6 +24,7 @@ import time
 from perf.evidence import canonical
 
 MARKER = "spin_kernel"  # the kernel of torch.cuda._sleep
+COUNT_TOKENS = 16  # new tokens per row of a counted cycle (the run's --new-tokens if fewer)
 # The CUDA runtime calls that make the host wait for the device (the synchronous cudaMemcpy too).
 SYNC_CALLS = ("cudaDeviceSynchronize", "cudaStreamSynchronize", "cudaEventSynchronize", "cudaStreamWaitEvent",
               "cudaMemcpy", "cudaMemcpy2D", "cudaMemcpyFromSymbol", "cudaMemcpyToSymbol")
@@ -53,15 +55,17 @@ def step_marker(cuda: bool):
 
 
 def profiled_generate(generate, cuda: bool, count: str | None = None) -> dict:
-    """Run `generate(stopping_criteria)` (one cycle) under the profiler and summarize its events;
-    count="python": the Python calls too, with nothing else on the host side (kineto's CPU events
-    would weigh on every operator and make a function's share of the cycle mean little);
-    count="dispatch": the aten operators, syncs and copies (CPU activity)."""
+    """Run `generate(stopping_criteria)` (one cycle) under the profiler and summarize its events:
+    the GPU's kernels; or, a counted cycle, the host's work: count="python" its Python calls, with
+    nothing else on the host side (kineto's CPU events would weigh on every operator and make a
+    function's share of the cycle mean little); count="dispatch" the aten operators, and on a GPU
+    the syncs, allocations and copies (CPU activity, and CUDA's for the runtime calls)."""
     import torch
     from torch.profiler import ProfilerActivity, profile
     from transformers import StoppingCriteriaList
     marker = step_marker(cuda)
-    activities = ([ProfilerActivity.CUDA] if cuda else []) + ([ProfilerActivity.CPU] if count == "dispatch" else [])
+    activities = ([ProfilerActivity.CUDA] if cuda and count != "python" else []) + \
+        ([ProfilerActivity.CPU] if count == "dispatch" else [])
     calls = cProfile.Profile(builtins=True) if count == "python" else None
     start = time.perf_counter()
     with profile(activities=activities, record_shapes=False, with_stack=False, profile_memory=False) \
@@ -77,11 +81,12 @@ def profiled_generate(generate, cuda: bool, count: str | None = None) -> dict:
             torch.cuda.synchronize()
     generate_seconds = time.perf_counter() - start
     events = prof.profiler.kineto_results.events() if activities else []
-    summary = summarize_cuda(events) if cuda else {"activity": "cpu"}
-    if count == "python":
-        summary.update(counted=True, python=python_calls(calls))
-    elif count == "dispatch":
-        summary.update(counted=True, **summarize_cpu(events), **(host_device(events) if cuda else {}))
+    if count is None:
+        summary = summarize_cuda(events)
+    elif count == "python":
+        summary = {"activity": "count", "counted": True, "python": python_calls(calls)}
+    else:
+        summary = {"activity": "count", "counted": True, **summarize_cpu(events), **(host_device(events) if cuda else {})}
     # seconds: with kineto's processing of the events (the profiled cycle's cost); generate_seconds:
     # the generate alone, what a counted function's own time is a share of.
     summary.update(new_tokens=new_tokens, steps=marker.calls, seconds=time.perf_counter() - start,

@@ -333,8 +333,18 @@ PROBE_KEY = of_role(PROBE)[0].key
 
 
 def available(kind, side: Side) -> bool:
-    """Whether a side has what `kind` is compared on."""
-    return bool(side.kernels) if kind.compare == "kernels" else side.has(kind.key)
+    """Whether a side has what `kind` is compared on (a count: with its breakdown, so that what
+    changed can be named and costed; entries from before counted cycles have totals only)."""
+    if kind.compare == "kernels":
+        return bool(side.kernels)
+    if kind.compare == "count":
+        return side.has(kind.key) and bool(((side.counted or {}).get("breakdowns") or {}).get(kind.key))
+    return side.has(kind.key)
+
+
+def _counted_alike(ours: Side, theirs: Side) -> bool:
+    """Counts compare only between counted cycles of as many steps (perf.profiling.COUNT_TOKENS)."""
+    return ours.counted["steps"] == theirs.counted["steps"]
 
 
 def compare_kind(kind, ours: Side, theirs: Side, thresholds: dict) -> Verdict | None:
@@ -353,6 +363,8 @@ def compare_kind(kind, ours: Side, theirs: Side, thresholds: dict) -> Verdict | 
     elif kind.compare == "kernels":
         verdict = compare_kernels(ours.kernels, theirs.kernels)
     elif kind.compare == "count":
+        if not _counted_alike(ours, theirs):
+            return None
         verdict = compare_work(kind, ours, theirs, thresholds[kind.threshold])
     elif kind.compare == "shift":
         if not theirs.has(kind.relative_to):
@@ -539,6 +551,10 @@ def _missing(evidence: dict, ours: Side, theirs: Side, against: tuple) -> str:
     absent = [k.label for k in judged if available(k, theirs) and not available(k, ours)]
     notes = [f"{name} has no {', '.join(lacking)} evidence, so these were not judged{fix}"] if lacking else []
     notes += [f"this run has no {', '.join(absent)} evidence"] if absent else []
+    if any(k.compare == "count" and available(k, ours) and available(k, theirs) for k in judged) \
+            and not _counted_alike(ours, theirs):
+        notes.append(f"the host's work was counted over {ours.counted['steps']} steps here and "
+                     f"{theirs.counted['steps']} in {name}, so it was not compared{fix}")
     return "".join("; " + note for note in notes)
 
 

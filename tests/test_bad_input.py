@@ -149,6 +149,12 @@ def test_the_tools_name_a_binary_or_invalid_results_file_and_exit_2(tmp_path, ca
     assert main([str(bad)] + args[1:]) == 2
     assert f"bad.json: test {data['tests'][0]['nodeid']}: field ms_per_token_samples.0: Input should be " \
            "greater than 0" in capsys.readouterr().err
+    data["tests"][0].pop("ms_per_token_samples")
+    data["tests"][0]["samples"] = {"ms_per_token": [-1.0]}  # schema 3
+    bad.write_text(json.dumps({**data, "schema": 3}))
+    assert main([str(bad)] + args[1:]) == 2
+    assert f"bad.json: test {data['tests'][0]['nodeid']}: field samples.ms_per_token.0: Input should be " \
+           "greater than 0" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
 
 

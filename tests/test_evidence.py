@@ -32,8 +32,10 @@ def _cell(wall=20.0, cpu=None, gpu=5.0, kernels=KERNELS, wait=0.0, others=0.0, o
     profiled, profile = {}, {}
     if gpu is not None:
         profiled, profile = {"gpu_decode_ms_per_step": [gpu, gpu * 1.0002]}, {"kernels": kernels}
-    if ops is not None:
-        profiled = {"aten_ops_per_token": [ops, ops]}
+    if ops is not None:  # one counted cycle of 100 tokens whose time is all aten::mm's
+        profiled = {"aten_ops_per_token": [ops]}
+        profile = {"counted": {"tokens": 100, "steps": 100, "breakdowns": {
+            "aten_ops_per_token": {"aten::mm": [round(ops * 100), 1.0]}}}}
     return samples, profiled, profile
 
 
@@ -49,7 +51,7 @@ def entry(runs=2, **kw) -> dict:
     samples.update({key: values * runs for key, values in profiled.items()})
     return {"outcome": "ok", "ms_per_token": kw.get("wall", 20.0), "samples": samples, "threshold": 0.05,
             "gpu_threshold": 0.02, "peak_memory_mb": [100.0], "kernels": profile.get("kernels"),
-            "provenance": {"kind": "measured", "runs": runs}, "protocol": PROTOCOL}
+            "counted": profile.get("counted"), "provenance": {"kind": "measured", "runs": runs}, "protocol": PROTOCOL}
 
 
 def judge(new, base):
@@ -132,7 +134,9 @@ def test_on_a_cpu_machine_the_aten_operator_count_is_the_work_evidence():
     assert doubled.kind == REGRESSION and doubled.decided_by == "host time"
     assert doubled.detail.startswith("work unchanged: 756.85 aten operators per token on both sides")
     more = judge(record(gpu=None, ops=800.0), entry(gpu=None, ops=756.85))
-    assert more.kind == INCONCLUSIVE and "work changed: 800 aten operators per token, baseline 756.85" in more.detail
+    assert more.kind == REGRESSION and more.decided_by == "aten ops"
+    assert more.detail.startswith("work grew: 800 aten operators per token, baseline 756.85; aten::mm +43.15/token; "
+                                  "estimated cost +5.4% of the counted cycle's time (threshold 5%)")
 
 
 def test_an_old_baseline_entry_is_judged_on_what_it_has_and_says_so():

@@ -19,19 +19,20 @@ def _replies(factor: float, gpu: bool) -> dict:
                "main_cpu_s": 1.8 * factor * (1 + i / 100), "process_cpu_s": 2.2 * factor, "cpus": 2,
                "run_queue_wait_s": 0.01 * factor, "other_cpu_s": 0.02 * factor} for i in range(5)]
     first = [{"seconds": 0.05 * factor} for _ in range(5)]
-    counted = {"counted": True, "steps": 100, "generate_seconds": 3.0 * factor,  # the host's work, by name
-               "python": {"generate": [100, 5.0], "forward": [int(1000 * factor), 2000.0 * factor]},
-               "aten": {"aten::mm": [int(3000 * factor), 900.0 * factor]}, "aten_ops": int(3000 * factor)}
+    python = {"activity": "count", "counted": True, "new_tokens": 100, "steps": 100, "seconds": 3.0 * factor,
+              "generate_seconds": 3.0 * factor,
+              "python": {"generate": [100, 5.0], "forward": [int(1000 * factor), 2000.0 * factor]}}
+    dispatch = {**python, "aten": {"aten::mm": [int(3000 * factor), 900.0 * factor]}}
+    del dispatch["python"]
+    profiled = [python, dispatch]  # the host's work, by name
     if gpu:
         phase = lambda ms, n: {"kernel_ms": ms * factor, "memcpy_ms": ms / 10 * factor, "memset_ms": ms / 20 * factor,  # noqa: E731
                                "launches": int(n * factor), "kernels": {"gemm": (int(n * factor), ms * factor)}}
-        profiled = [{"activity": "cuda", "decode_steps": 99, "new_tokens": 100, "seconds": 3.0, "steps": 100,
-                     "prefill": phase(9.0, 30), "decode": phase(495.0 * (1 + i / 1000), 2970)} for i in range(2)]
-        profiled[0].update(counted, syncs={"cudaStreamSynchronize": [int(100 * factor), 500.0 * factor]},
-                           allocs={"cudaMalloc": [int(10 * factor), 300.0 * factor]},
-                           copies={"Memcpy DtoH": [int(100 * factor), int(800 * factor)]})
-    else:
-        profiled = [{"activity": "cpu", "new_tokens": 100, "seconds": 1.0, **counted}]
+        profiled += [{"activity": "cuda", "decode_steps": 99, "new_tokens": 100, "seconds": 3.0, "steps": 100,
+                      "prefill": phase(9.0, 30), "decode": phase(495.0 * (1 + i / 1000), 2970)} for i in range(2)]
+        dispatch.update(syncs={"cudaStreamSynchronize": [int(100 * factor), 500.0 * factor]},
+                        allocs={"cudaMalloc": [int(10 * factor), 300.0 * factor]},
+                        copies={"Memcpy DtoH": [int(100 * factor), 400.0 * factor]})
     return {"timed": cycles, "ttft": first, "profiled": profiled}
 
 
@@ -46,8 +47,10 @@ def _record(factor: float, gpu: bool) -> dict:
 
 def _gpu_for(kind) -> bool:
     """Which machine measures this kind: a GPU's profiled cycles, or a CPU's."""
-    return kind.source not in (evidence.PROFILED, evidence.COUNTED) or \
-        kind.read(_replies(1, gpu=True)["profiled"][0]) is not None
+    on_gpu = [kind.read(reply) for reply in _replies(1, gpu=True)["profiled"]]
+    on_cpu = [kind.read(reply) for reply in _replies(1, gpu=False)["profiled"]]
+    return kind.source not in (evidence.PROFILED, evidence.COUNTED) or any(v is not None for v in on_gpu) and \
+        not any(v is not None for v in on_cpu)
 
 
 @pytest.mark.parametrize("kind", list(evidence.KINDS.values()), ids=lambda k: k.key)

@@ -27,7 +27,7 @@ def test_results_file_holds_samples_figures_outcomes_and_fingerprint(run_perf):
     assert [t["batch_size"] for t in speed] == [1, 2]
     for t in speed:
         assert t["outcome"] == "passed" and t["dtype"] == "bf16" and t["model"] == "tiny-bloom"
-        assert len(t["ms_per_token_samples"]) == 3 and len(t["cycle_seconds"]) == 3
+        assert len(t["samples"]["ms_per_token"]) == 3 and len(t["cycle_seconds"]) == 3
         assert t["new_tokens_per_cycle"] == [5 * t["batch_size"]] * 3
         assert t["ttft_ms"] > 0 and t["peak_memory"]["per_device_mb"][0] > 0
     greedy = run.tests(test="test_greedy_matches_reference", backend="accel_bf16")[0]

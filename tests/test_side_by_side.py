@@ -17,17 +17,21 @@ def _cells(run) -> dict:
     return {t["batch_size"]: t for t in run.tests(test="test_ms_per_token")}
 
 
-def test_the_same_code_side_by_side_is_no_change_in_every_cell_and_says_how_many_pairs(run_perf):
+def test_the_same_code_side_by_side_decides_nothing_and_says_how_many_pairs(run_perf):
+    """The work is counted exactly on both sides: the same. Timing is paired, but on a busy host
+    (CI's is, at times) its interval may straddle: no decision either way, never a false one."""
     run = run_perf(*SPEED, "--base", str(REPO))
     run.result.assert_outcomes(passed=2)
     for cell in _cells(run).values():
-        assert cell["verdict"] == "NO CHANGE" and cell["evidence"]["ms_per_token"]["kind"] == "NO CHANGE"
+        assert cell["verdict"] in ("NO CHANGE", "INCONCLUSIVE")
+        assert {cell["evidence"][key]["kind"] for key in ("python_calls_per_token", "aten_ops_per_token")} == {"NO CHANGE"}
         assert cell["ab"]["pairs"] >= ab.MIN_PAIRS and cell["ab"]["threshold"] == 0.30  # as CPU entries
         assert sorted(cell["ab"]["order"]) == sorted("bh" * cell["ab"]["pairs"])
-    run.result.stdout.fnmatch_lines(["*verdicts against the base * (side by side): 2 NO CHANGE*",
-                                     "*accel_bf16 bs=1 [[]* pairs, * s (*)[]]: NO CHANGE*"])
+    run.result.stdout.fnmatch_lines(["*verdicts against the base * (side by side): *",
+                                     "*accel_bf16 bs=1 [[]* pairs, * s (*)[]]: *work unchanged: * Python calls per token*"])
     text, counts, _ = report.render(report.read_run([run.results_path]), None, "")
-    assert counts == {"NO CHANGE": 2} and "side by side (head vs base)" in text and "### Pairs per cell" in text
+    assert not set(counts) - {"NO CHANGE", "INCONCLUSIVE"} and "side by side (head vs base)" in text
+    assert "### Pairs per cell" in text
 
 
 @pytest.fixture
@@ -41,11 +45,13 @@ def slow_python(tmp_path):
 
 
 def test_a_host_side_slowdown_of_the_head_alone_is_a_regression_in_every_cell(run_perf, slow_python):
+    """The head's every generate spins as long again: its Python work grew (the spin's calls),
+    which decides wherever it runs, naming what grew."""
     run = run_perf(*SPEED, "--base", str(REPO), "--head-python", str(slow_python))
     run.result.assert_outcomes(failed=2)
     for cell in _cells(run).values():
-        assert cell["verdict"] == "REGRESSION" and cell["decided_by"] == "host time" and cell["change"] > 0.5
-        assert "work unchanged" in cell["verdict_detail"]
+        assert cell["verdict"] == "REGRESSION" and cell["decided_by"] == "Python calls"
+        assert "work grew: " in cell["verdict_detail"] and "sitecustomize.py:" in cell["verdict_detail"]
 
 
 def test_a_base_that_lacks_what_the_head_measures_is_judged_on_what_both_have(run_perf, tmp_path):

@@ -320,3 +320,68 @@ def test_memcpy_and_memset_time_per_step_are_evidence_that_reports_without_decid
     copied = judge(new, base)
     assert copied.evidence["memcpy_ms_per_step"].kind == REGRESSION and copied.kind == INCONCLUSIVE
     assert "memcpy regression (0.245 ms/step +4.0%" in copied.detail
+
+
+# -- the host's work and its timing (issue 26's rules), on hand-built records ----------------------
+def _counted(calls: dict) -> dict:
+    """A counted cycle of 100 tokens: {name: (calls in the cycle, share of its time)}."""
+    return {"tokens": 100, "steps": 100, "breakdowns": {"python_calls_per_token": {n: list(v) for n, v in calls.items()}}}
+
+
+def _with_calls(side: dict, calls: dict) -> dict:
+    side["samples"]["python_calls_per_token"] = [sum(c for c, _ in calls.values()) / 100]
+    (side.setdefault("profile", {}) if "outcome" in side and "provenance" not in side else side)["counted"] = _counted(calls)
+    return side
+
+
+STEP_CALLS = {"generate": (100, 0.01), "forward": (3000, 0.6), "LogitsProcessorList.__call__": (100, 0.02)}
+
+
+def test_a_count_that_changes_names_what_changed_and_a_cheap_change_is_reported_not_failed():
+    base = _with_calls(entry(), STEP_CALLS)
+    one_more = _with_calls(record(), {**STEP_CALLS, "LogitsProcessorList.__call__": (200, 0.04)})
+    verdict = judge(one_more, base)
+    assert verdict.kind == NO_CHANGE and verdict.evidence["python_calls_per_token"].kind == NO_CHANGE
+    assert "work changed within the threshold: 33 Python calls per token, baseline 32; " \
+           "LogitsProcessorList.__call__ +1/token; estimated cost +2.0%" in verdict.detail
+    costly = _with_calls(record(), {**STEP_CALLS, "forward": (3300, 0.66)})
+    verdict = judge(costly, base)
+    assert verdict.kind == REGRESSION and verdict.decided_by == "Python calls"
+    assert "forward +3/token; estimated cost +6.0%" in verdict.detail
+    fewer = _with_calls(record(), {"generate": (100, 0.01), "forward": (3000, 0.6)})
+    assert "LogitsProcessorList.__call__ -1/token (gone)" in judge(fewer, base).detail
+
+
+def test_a_sleep_on_a_quiet_host_is_a_regression_that_says_waited():
+    base = entry(off_cpu=0.1)
+    slept = record(wall=40.0, cpu=20.0, off_cpu=20.1)  # wall 2x, CPU time flat
+    verdict = judge(slept, base)
+    assert verdict.kind == REGRESSION and verdict.decided_by == "off-CPU time"
+    assert verdict.detail.startswith("waited: off-CPU +20 [")
+    busy = judge(record(wall=40.0, cpu=20.0, off_cpu=20.1, wait=0.3), base)
+    assert busy.kind == INCONCLUSIVE and "host busy" in busy.detail  # on a busy host waiting is not judged
+
+
+def test_a_slower_host_with_the_same_work_is_never_a_regression():
+    base = _with_calls(entry(gpu=None, off_cpu=0.1), STEP_CALLS)
+    for factor in (1.3, 1.6, 2.0):  # the same calls, the CPU that much slower; the probe sees it
+        slower = _with_calls(record(gpu=None, wall=20.0 * factor, cpu=20.0 * factor, probe=6.0 * factor, off_cpu=0.1),
+                             STEP_CALLS)
+        verdict = judge(slower, base)
+        assert verdict.kind == INCONCLUSIVE and verdict.detail.startswith("work unchanged; host timing not reproducible here")
+
+
+def test_a_steady_host_lets_timing_decide_and_a_baseline_of_one_process_does_not():
+    base = _with_calls(entry(), STEP_CALLS)
+    slower = _with_calls(record(wall=26.0, cpu=26.0), STEP_CALLS)  # same work, 30% slower, host steady
+    assert judge(slower, base).kind == REGRESSION and judge(slower, base).decided_by == "host time"
+    one = {**base, "provenance": {"kind": "measured", "runs": 1}}
+    assert "host timing not reproducible here (the baseline is one process" in judge(slower, one).detail
+
+
+def test_an_entry_without_the_counts_is_judged_on_what_it_has_and_says_so():
+    counted = _with_calls(record(), STEP_CALLS)
+    verdict = judge(counted, entry())
+    assert "python_calls_per_token" not in verdict.evidence
+    assert "the baseline entry has no Python calls evidence, so these were not judged (re-record it with " \
+           "--update-baselines)" in verdict.detail

@@ -35,7 +35,8 @@ TIMING, WORK, WAIT, LOAD, PROBE, MEMORY, INFO = "timing", "work", "wait", "load"
 # Which replies hold a kind: each timed cycle, each first token, each profiled cycle, the profiled
 # cycle that counted the host's work (perf.profiling), or the run as a whole.
 CYCLE, FIRST_TOKEN, PROFILED, COUNTED, RUN = "cycle", "first_token", "profiled", "counted", "run"
-BREAKDOWN_NAMES = 100  # the most frequent names of a breakdown kept in records and entries
+BREAKDOWN_NAMES = 100  # the most frequent names of a breakdown kept in records and entries,
+BREAKDOWN_COSTLIEST = 30  # and the names of the largest share of the time (a loop called once a step)
 # The same code made the same counts in every cell of five processes on the H100, but one: accel_bf16
 # at bs=8 made 4 calls of set.add and 1 of hasattr more in 2 of them (5 in 493,500 a cycle).
 # Counts within this share of each other are the same work.
@@ -279,15 +280,18 @@ def breakdowns_from(replies: list[dict]) -> dict:
     """What the counted cycles' replies say of the work by name, as records and entries keep it:
     {"tokens", "steps", "breakdowns": {kind key: {name: [count in the cycle, share]}}}, the share
     being the name's own time over its cycle's whole generate (what it costs). The
-    BREAKDOWN_NAMES most frequent names of each kind are kept."""
+    BREAKDOWN_NAMES most frequent names of each kind are kept, and the BREAKDOWN_COSTLIEST of the
+    largest share."""
     out = {}
     for reply in replies:
         for kind in SAMPLED:
             parts = reply.get(kind.breakdown) if kind.breakdown else None
             if parts is not None and kind.key not in out:
-                top = sorted(parts.items(), key=lambda item: (-item[1][0], item[0]))[:BREAKDOWN_NAMES]
+                frequent = sorted(parts, key=lambda name: (-parts[name][0], name))[:BREAKDOWN_NAMES]
+                costly = sorted(parts, key=lambda name: (-parts[name][1], name))[:BREAKDOWN_COSTLIEST]
                 generate_ms = 1000 * reply["generate_seconds"]
-                out[kind.key] = {name: [count, ms / generate_ms] for name, (count, ms) in top}
+                out[kind.key] = {name: [parts[name][0], parts[name][1] / generate_ms]
+                                 for name in dict.fromkeys(frequent + costly)}
     return {"tokens": replies[0]["new_tokens"], "steps": replies[0]["steps"], "breakdowns": out}
 
 

@@ -25,7 +25,7 @@ import statistics
 from dataclasses import dataclass, field, replace
 
 from perf import baselines, stats
-from perf.evidence import (BREAKDOWN_NAMES, COUNT_BAND, INFO, KINDS, LOAD, MEMORY, PROBE, TIMING, WAIT, WORK, Side, of_role,
+from perf.evidence import (BREAKDOWN_COSTLIEST, BREAKDOWN_NAMES, COUNT_BAND, INFO, KINDS, LOAD, MEMORY, PROBE, TIMING, WAIT, WORK, Side, of_role,
                            side_of_entry, side_of_record)
 
 REGRESSION, IMPROVEMENT, NO_CHANGE, INCONCLUSIVE = "REGRESSION", "IMPROVEMENT", "NO CHANGE", "INCONCLUSIVE"
@@ -230,16 +230,22 @@ def _named_changes(kind, ours: dict | None, theirs: dict | None) -> tuple[list[s
         return [], None
     per = ours["tokens"] if kind.per == "token" else ours["steps"]
     unit = "/token" if kind.per == "token" else "/step"
-    complete = lambda parts: len(parts) < BREAKDOWN_NAMES  # noqa: E731
-    floor = lambda parts: min((v[0] for v in parts.values()), default=0)  # noqa: E731
+    def kept(parts: dict, part: list) -> bool:
+        """Whether `parts` would hold a name of this count and share, had its side had it: its list
+        is complete, or the name is as frequent or as costly as the least it kept."""
+        counts = sorted((v[0] for v in parts.values()), reverse=True)
+        shares = sorted((v[1] or 0.0 for v in parts.values()), reverse=True)
+        return len(parts) < BREAKDOWN_NAMES or part[0] > counts[min(len(counts), BREAKDOWN_NAMES) - 1] or \
+            (part[1] or 0.0) > shares[min(len(shares), BREAKDOWN_COSTLIEST) - 1]
+
     changes, cost = [], 0.0
     for name in set(mine) | set(other):
         a, b = other.get(name), mine.get(name)
         if a and b:
             delta, side, note = b[0] - a[0], (b if b[0] > a[0] else a), ""
-        elif b and (complete(other) or b[0] > floor(other)):
+        elif b and kept(other, b):
             delta, side, note = b[0], b, " (new)"
-        elif a and (complete(mine) or a[0] > floor(mine)):
+        elif a and kept(mine, a):
             delta, side, note = -a[0], a, " (gone)"
         else:
             continue
@@ -479,7 +485,9 @@ def combine(evidence: dict, busy: list[str], ours: Side, theirs: Side, against: 
         return cell(IMPROVEMENT, f"{work_text}; {timing_text}", "host time")
     if all(v.kind == NO_CHANGE for v in evidence.values()):
         return cell(NO_CHANGE, f"every kind of evidence agrees: {work_text}; {timing_text}", "all evidence")
-    work_unchanged = all(v.kind == NO_CHANGE for key, v in evidence.items() if KINDS[key].role in (WORK, WAIT))
+    work = [v for key, v in evidence.items() if KINDS[key].role == WORK]
+    work_unchanged = bool(work) and all(v.kind == NO_CHANGE for key, v in evidence.items()
+                                        if KINDS[key].role in (WORK, WAIT))
     if busy:
         why = "host busy (" + "; ".join(busy) + ")"
     elif unsteady and (work_unchanged or timing_kind in DECIDED):

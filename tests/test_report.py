@@ -35,39 +35,38 @@ def test_published_baselines_render_back_to_the_articles_tables(index, profile, 
 
 
 def test_run_against_run_uses_both_sides_samples(capsys):
-    assert report.main([str(RUN2), "--against", str(RUN1)]) == 1  # --fail-on regression
+    """Two processes of the same code on the H200: against one process, timing decides nothing (its
+    +48% in accel_int8 bs=32 was a false REGRESSION before), and says why."""
+    assert report.main([str(RUN2), "--against", str(RUN1)]) == 0  # --fail-on regression
     out = capsys.readouterr().out
-    assert out.splitlines()[0] == "**1 regression, 2 unchanged, 6 inconclusive**"
+    assert out.splitlines()[0] == "**2 unchanged, 7 inconclusive**"
     rows = _rows(out)
-    assert rows["accelerate int8"] == ["38.44 (+11.3%) 🟡", "6.00 (+16.1%) 🟡", "1.99 (+48.1%) 🔴"]
+    assert rows["accelerate int8"] == ["38.44 (+11.3%) 🟡", "6.00 (+16.1%) 🟡", "1.99 (+48.1%) 🟡"]
     assert rows["accelerate bf16"][2] == "0.46 (-9.7%) ⚪"
-    assert "<details><summary>🔴 REGRESSION: accelerate int8 bs=32</summary>" in out
-    assert "- this run: median 1.991 ms/token, 5 samples, 1.423..2.290" in out
-    assert "the baseline is one process" in out.split("<summary>🔴 REGRESSION: accelerate int8 bs=32")[1].split("</details>")[0]
-    assert "<details><summary>🟡 6 inconclusive: why</summary>" in out
-    assert "- accelerate int8 bs=1: INCONCLUSIVE +11.3% [" in out
+    assert "<details><summary>🟡 7 inconclusive: why</summary>" in out
+    assert "- accelerate int8 bs=32: INCONCLUSIVE +48.1% [+5.8%, +80.8%] host timing not reproducible here (the " \
+           "baseline is one process (pool a second with --update-baselines=pool))" in out
     assert "### Time to first token, ms" in out and "### Peak memory, MiB (max over devices)" in out
 
 
-def test_improvements_are_listed_and_one_against_a_single_run_says_to_confirm_it(capsys):
-    """The H200's BLOOM-560m run 2 against run 1 alone (same code): 3 IMPROVEMENTs, each listed
-    with the warning that one process's baseline leaves out how much processes differ."""
+def test_the_same_code_against_a_single_run_decides_nothing(capsys):
+    """The H200's BLOOM-560m run 2 against run 1 alone (same code): the 3 IMPROVEMENTs that timing
+    gave before (-13% to -40%) are INCONCLUSIVE, saying that one process is not a baseline."""
     runs = [DATA / "h200-560m-20261130" / f"{part}.json" for part in ("run2", "run2-int8")]
     store = DATA / "h200-560m-20261130" / "run1-baselines"
     assert report.main([*map(str, runs), "--against", str(store)]) == 0
     out = capsys.readouterr().out
-    assert out.splitlines()[0] == "**3 improvements, 3 unchanged, 10 inconclusive**"
-    assert "<details><summary>🟢 3 improved</summary>" in out
-    improved = [line for line in out.splitlines() if line.startswith("- ") and ": IMPROVEMENT " in line]
-    assert [line.split(":")[0] for line in improved] == [
-        "- accelerate bf16 bs=8", "- accelerate bf16 bs=32", "- ds-inference fp16 bs=128"]
-    assert all(line.endswith("run the baseline's code again to confirm; if it holds, update the baseline")
-               for line in improved)
+    assert out.splitlines()[0] == "**3 unchanged, 13 inconclusive**"
+    for cell in ("accelerate bf16 bs=8", "accelerate bf16 bs=32", "ds-inference fp16 bs=128"):
+        line = next(line for line in out.splitlines() if line.startswith(f"- {cell}: "))
+        assert ": INCONCLUSIVE -" in line and "host timing not reproducible here (the baseline is one process" in line
 
 
 @pytest.mark.parametrize("fail_on, code", [("regression", 1), ("inconclusive", 1), ("never", 0)])
 def test_exit_status_follows_fail_on(fail_on, code, capsys):
-    assert report.main([str(RUN2), "--against", str(RUN1), "--fail-on", fail_on]) == code
+    """One more GEMM a step on the H100 (2026-12-06) against the committed baseline: 4 REGRESSIONs."""
+    gemm = DATA / "h100-7b1-hostwork" / "G.json"
+    assert report.main([str(gemm), "--against", str(REPO / "baselines"), "--fail-on", fail_on]) == code
     assert report.main([str(RUN1), "--against", str(RUN1), "--fail-on", fail_on]) == (1 if fail_on == "inconclusive" else 0)
 
 

@@ -189,11 +189,13 @@ def test_a_25_percent_slowdown_is_a_regression_of_that_backend_only_and_not_when
     assert verdicts[("double_slowed", 1)] == verdicts[("double_slowed", 2)] == REGRESSION
     assert cells[("double_slowed", 1)]["decided_by"] == "Python calls"
     assert REGRESSION not in (verdicts[("double_steady", 1)], verdicts[("double_steady", 2)])
-    # The same calls on a host 25% slower: the work is unchanged, so never a REGRESSION.
-    assert verdicts[("double_host_slowed", 1)] == verdicts[("double_host_slowed", 2)] == INCONCLUSIVE
+    # The same calls on a host 25% slower: the work is unchanged, so never a decision (NO CHANGE
+    # on a quiet host, +25% being under the CPU entries' 30%; INCONCLUSIVE on a busy one).
+    for size in (1, 2):
+        assert verdicts[("double_host_slowed", size)] in (NO_CHANGE, INCONCLUSIVE)
+        assert "work unchanged: " in cells[("double_host_slowed", size)]["verdict_detail"]
     second.result.stdout.fnmatch_lines(["*verdicts against*cpu-test/tiny-bloom.json*",
-                                        "*double_slowed bs=1: REGRESSION *work grew:*doubles.py:unit_of_work +10/token*",
-                                        "*double_host_slowed bs=1: INCONCLUSIVE *work unchanged*"])
+                                        "*double_slowed bs=1: REGRESSION *work grew:*doubles.py:unit_of_work +10/token*"])
     assert second.result.ret == pytest.ExitCode.TESTS_FAILED
     assert json.loads((store / "cpu-test" / "tiny-bloom.json").read_text())["entries"].keys() == {
         "double_steady", "double_slowed", "double_host_slowed"}

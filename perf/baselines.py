@@ -278,13 +278,16 @@ def same_launches(a: dict | None, b: dict | None) -> bool:
                                                       for k in ours[p]) for p in ours)
 
 
-def same_counts(a: dict, b: dict) -> bool:
-    """Whether two counted cycles did the same work: each kind's count the same, within the band the
-    same code varies by (their times may differ)."""
-    totals = lambda c: {key: sum(v[0] for v in parts.values()) for key, parts in c["breakdowns"].items()}  # noqa: E731
-    ours, theirs = totals(a), totals(b)
-    return (a["tokens"], a["steps"]) == (b["tokens"], b["steps"]) and all(
-        math.isclose(ours[key], theirs[key], rel_tol=evidence.COUNT_BAND) for key in set(ours) & set(theirs))
+def same_counts(old: dict, new: dict) -> bool:
+    """Whether two entries' counted cycles did the same work: as many steps, and each count the
+    same within the band the same code varies by (which names made the top of a breakdown may
+    differ at its edge, and their times do)."""
+    if old["counted"]["steps"] != new["counted"]["steps"]:
+        return False
+    counts = [kind.key for kind in evidence.SAMPLED if kind.breakdown]
+    return all(math.isclose(statistics.median(old["samples"][key]), statistics.median(new["samples"][key]),
+                            rel_tol=evidence.COUNT_BAND)
+               for key in counts if old["samples"].get(key) and new["samples"].get(key))
 
 
 def pooled(old: dict, new: dict) -> tuple[dict | None, str]:
@@ -304,7 +307,7 @@ def pooled(old: dict, new: dict) -> tuple[dict | None, str]:
            else "their GPU kernels differ" if old.get("kernels") and new.get("kernels")
            and not same_launches(old["kernels"], new["kernels"])
            else "their counted host work differs" if old.get("counted") and new.get("counted")
-           and not same_counts(old["counted"], new["counted"])
+           and not same_counts(old, new)
            else "")
     if why:
         return None, why

@@ -385,3 +385,12 @@ def test_an_entry_without_the_counts_is_judged_on_what_it_has_and_says_so():
     assert "python_calls_per_token" not in verdict.evidence
     assert "the baseline entry has no Python calls evidence, so these were not judged (re-record it with " \
            "--update-baselines)" in verdict.detail
+
+
+def test_pooling_takes_the_same_counts_whatever_names_made_the_top_of_a_breakdown():
+    old = _with_calls(entry(), STEP_CALLS)
+    edge = _with_calls(entry(wall=20.2), {**STEP_CALLS, "rare": (1, 0.0)})  # a name at the breakdown's edge
+    edge["samples"]["python_calls_per_token"] = old["samples"]["python_calls_per_token"]
+    assert baselines.pooled(old, edge)[0]["provenance"]["runs"] == 3
+    more = _with_calls(entry(wall=20.2), {**STEP_CALLS, "forward": (3300, 0.66)})
+    assert baselines.pooled(old, more) == (None, "their counted host work differs")

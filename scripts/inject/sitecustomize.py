@@ -1,9 +1,13 @@
 """Slowdowns injected from outside the suite, to check that its verdicts see them.
 
-    PYTHONPATH=scripts/inject:$PYTHONPATH PERF_INJECT=gpu-matmul:4096 pytest perf ...
-    PYTHONPATH=scripts/inject:$PYTHONPATH PERF_INJECT=host-burn:0.10 pytest perf ...
-    PYTHONPATH=scripts/inject:$PYTHONPATH PERF_INJECT=python-work:0.10 pytest perf ...
-    PYTHONPATH=scripts/inject:$PYTHONPATH PERF_INJECT=host-sleep:1.0 pytest perf ...
+    PYTHONPATH=$PWD/scripts/inject:$PYTHONPATH PERF_INJECT=gpu-matmul:4096 pytest perf ...
+    PYTHONPATH=$PWD/scripts/inject:$PYTHONPATH PERF_INJECT=host-burn:0.10 pytest perf ...
+    PYTHONPATH=$PWD/scripts/inject:$PYTHONPATH PERF_INJECT=python-work:0.10 pytest perf ...
+    PYTHONPATH=$PWD/scripts/inject:$PYTHONPATH PERF_INJECT=host-sleep:1.0 pytest perf ...
+    PYTHONPATH=$PWD/scripts/inject:$PYTHONPATH PERF_INJECT=py-work:200 pytest perf ...
+
+The path must be absolute: the workers run in their log folder, where a relative entry finds
+nothing and the run goes on unslowed.
 
 Python imports this file at the start of every process whose path holds it, the suite's workers
 (each of them then imports transformers at start; other processes are left alone). It wraps transformers' generate, which every
@@ -18,6 +22,10 @@ backend calls:
                   adding Python work to every step does)
   host-sleep:F    after each generate, sleep F times the time generate took (the worker waits: a
                   blocking call, a lock, a sleep)
+  py-work:N       each forward (each generate step) also makes N small Python calls, each one tiny
+                  operation on a one-element CPU tensor: a fixed amount of Python and dispatcher
+                  work per step (5 aten operators a call, no GPU kernel), as a library that adds a
+                  per-step check would (the nightly history's CPU runs, docs/notes/2026-12-06-history-change-points.md)
 Unset or empty PERF_INJECT: nothing changes.
 """
 import os
@@ -29,8 +37,9 @@ _SPEC = os.environ.get("PERF_INJECT", "")
 
 def _install() -> None:
     kind, _, value = _SPEC.partition(":")
-    if kind not in ("gpu-matmul", "host-burn", "python-work", "host-sleep"):
-        raise SystemExit(f"PERF_INJECT={_SPEC!r}: expected gpu-matmul:N, host-burn:F, python-work:F or host-sleep:F")
+    if kind not in ("gpu-matmul", "host-burn", "python-work", "host-sleep", "py-work"):
+        raise SystemExit(f"PERF_INJECT={_SPEC!r}: expected gpu-matmul:N, host-burn:F, python-work:F, host-sleep:F "
+                         "or py-work:N")
     try:  # the process's own transformers (ds_fp16's workers have 4.43.4 first on their path)
         from transformers.generation.utils import GenerationMixin
     except ImportError:  # a process without transformers: nothing to slow down
@@ -86,6 +95,19 @@ def _wrap(mixin, kind: str, value: float) -> None:
                 torch.mm(a, a)
 
             self.register_forward_hook(one_more_kernel)
+            self._perf_injected = True
+        if kind == "py-work" and not getattr(self, "_perf_injected", False):
+            import torch
+            calls, one = int(value), torch.zeros(1)
+
+            def small_call(x):
+                return x.add(0)
+
+            def more_small_calls(module, inputs, output) -> None:  # None: the output is kept
+                for _ in range(calls):
+                    small_call(one)
+
+            self.register_forward_hook(more_small_calls)
             self._perf_injected = True
         start = time.perf_counter()
         out = generate(self, *args, **kwargs)

@@ -1,0 +1,334 @@
+"""Change points over the nights of a history: where a cell's evidence moved, and by how much.
+
+Per cell (backend, batch size) and per kind of evidence:
+- exact counts (aten operators per token, kernel launches per step): the same code dispatches the
+  same, so every night whose count differs from the night before is a change point, reported
+  exactly, with what changed (the kernels whose launches changed);
+- measured times and memory: `ruptures` (Pelt search, rank-based cost of Lung-Yut-Fong, Levy-Leduc
+  and Cappe) over the nights, each night given as the quartiles of its samples in log, with a
+  penalty of PENALTY * log(nights): nonparametric, so a burst in one cycle or a heavy tail does not
+  make a change, and scale-free, so one penalty serves every kind (docs/history.md, and
+  docs/notes/2026-12-06-history-change-points.md for the comparison with E-Divisive). Each change
+  point's size is the Hodges-Lehmann shift of the samples of the nights after it against those
+  before it (back to the previous change point), with its exact Moses interval (perf.stats).
+- wall and host time only on nights whose host was not busy (the suite's own rule), and a change
+  stands only if it is found again per unit of host speed (each cycle over its host probe), as a
+  verdict does.
+
+A change is a regression when it went up (slower, more work, more memory). It is decided when a
+WORK kind (GPU kernel time, counts) or peak memory moved, or wall and host time both moved the
+same way at the same night; wall time alone never decides.
+"""
+import math
+import statistics
+from dataclasses import dataclass
+
+import numpy as np
+import ruptures
+
+from perf import baselines, stats, verdicts
+from perf.history import History, samples_of
+
+MODEL = "l2"
+# Penalty per change point, times log(nights): no change point in 200 null histories of 60
+# nights resampled from real processes (docs/notes/2026-12-06-history-change-points.md).
+PENALTY = 8.0
+MIN_NIGHTS = 2  # a segment holds at least this many nights
+DRIFT_GAP = 3  # steps the same way at most this many nights apart are one drift
+
+TIMING, WORK, MEMORY = "timing", "work", "memory"
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A kind of evidence as the history treats it."""
+    key: str
+    label: str
+    role: str
+    unit: str
+    exact: bool = False
+    decides: bool = True
+
+
+# The kinds the history looks at (perf.evidence's table, once the suite has one, replaces this).
+KINDS = (
+    Kind("ms_per_token", "wall ms/token", TIMING, "ms/token"),
+    Kind("main_cpu_ms_per_token", "host time", TIMING, "ms/token"),
+    Kind("gpu_decode_ms_per_step", "GPU kernel time", WORK, "ms/step"),
+    Kind("launches_per_step", "kernel launches", WORK, "launches/step", exact=True),
+    Kind("aten_ops_per_token", "aten operators", WORK, "ops/token", exact=True),
+    Kind("peak_memory_mb", "peak memory", MEMORY, "MiB"),
+)
+PROBE = "host_probe_ms"
+
+
+def night_values(kind: Kind, record: dict) -> list[float]:
+    """The night's samples of `kind` in a ms/token record (peak memory: one value, the largest device's)."""
+    if kind.key == "peak_memory_mb":
+        memory = (record.get("peak_memory") or {}).get("per_device_mb")
+        return [max(memory)] if memory else []
+    return [v for v in samples_of(record).get(kind.key, []) if v > 0]
+
+
+def busy_reason(record: dict) -> str | None:
+    return verdicts.host_busy(samples_of(record), record.get("worker_cpus"))
+
+
+@dataclass
+class Change:
+    """One change point: the cell, the evidence, the last night before and the first after."""
+    profile: str
+    model: str
+    backend: str
+    batch_size: int
+    kind: Kind
+    before: int  # night index: the last night of the old level
+    after: int  # the first night of the new level
+    change: float  # relative: new / old - 1
+    low: float | None = None  # its interval (None for an exact count)
+    high: float | None = None
+    confidence: float | None = None
+    old: float | None = None  # exact counts: the value before and after; else the medians
+    new: float | None = None
+    detail: str = ""  # what changed (kernels), or why it is not decided
+    decided: bool = False
+
+    @property
+    def regression(self) -> bool:
+        return self.change > 0
+
+    @property
+    def cell(self) -> str:
+        return f"{self.backend} bs={self.batch_size}"
+
+    def size(self) -> str:
+        if self.low is None:
+            return f"{self.old:g} -> {self.new:g} {self.kind.unit} ({self.change:+.1%}, exact)"
+        interval = f"[{self.low:+.1%}, {self.high:+.1%}]" if math.isfinite(self.low) and math.isfinite(self.high) \
+            else "[interval unbounded]"
+        return (f"{self.old:.4g} -> {self.new:.4g} {self.kind.unit}: {self.change:+.1%} {interval} "
+                f"({self.confidence:.0%} interval)")
+
+
+# -- finding them ----------------------------------------------------------------------------------
+def noise(nights: list[list[float]]) -> float:
+    """The spread of a night's median in log between nights that did not change: from the
+    differences of successive nights (robust: a change is one difference among many), and never
+    less than what the nights' own samples allow (the median absolute deviation within a night
+    over the square root of its samples)."""
+    medians = np.array([np.median(np.log(s)) for s in nights])
+    between = np.median(np.abs(np.diff(medians) - np.median(np.diff(medians)))) / 0.6745 / math.sqrt(2)
+    within = np.median([np.median(np.abs(np.log(s) - np.median(np.log(s)))) / 0.6745 / math.sqrt(len(s))
+                        for s in nights])
+    return float(max(between, within, 1e-6))
+
+
+def detect(nights: list[list[float]]) -> list[int]:
+    """Indices (into `nights`) where a new level starts, from each night's samples (positive)."""
+    n = len(nights)
+    if n < 2 * MIN_NIGHTS:
+        return []
+    medians = np.array([[np.median(np.log(s))] for s in nights])
+    sigma = noise(nights)
+    search = ruptures.Pelt(model=MODEL, min_size=MIN_NIGHTS, jump=1).fit(medians)
+    return [int(i) for i in search.predict(pen=PENALTY * (sigma if MODEL == "l1" else sigma ** 2) * math.log(n))[:-1]]
+
+
+def _interval(nights: list[list[float]], start: int, cut: int, end: int, last: int | None = None):
+    """(change, low, high, confidence) of the nights [last, end) against [start, cut), in log
+    (last: where a drift that began at `cut` ended; default `cut`)."""
+    before = [v for s in nights[start:cut] for v in s]
+    after = [v for s in nights[cut if last is None else last:end] for v in s]
+    iv = stats.hodges_lehmann(after, before)
+    return math.expm1(iv.estimate), math.expm1(iv.low), math.expm1(iv.high), iv.confidence
+
+
+def _series(history: History, cell: tuple, kind: Kind, per_host_speed: bool = False):
+    """(night indices, samples per night) of one cell's kind; for TIMING kinds the busy nights left out."""
+    index, values = [], []
+    for night in history.nights:
+        record = night.cells.get(cell)
+        if record is None:
+            continue
+        got = night_values(kind, record)
+        if kind.role == TIMING:
+            if busy_reason(record):
+                continue
+            if per_host_speed:
+                probe = samples_of(record).get(PROBE) or []
+                if len(probe) != len(got):
+                    continue
+                got = [v / p for v, p in zip(got, probe)]
+        if got:
+            index.append(night.index)
+            values.append(got)
+    return index, values
+
+
+def _exact_changes(history: History, cell: tuple, kind: Kind) -> list[Change]:
+    index, values = _series(history, cell, kind)
+    out = []
+    for i in range(1, len(index)):
+        old, new = (statistics.median(values[j]) for j in (i - 1, i))
+        if abs(new - old) < baselines.LAUNCH_TOLERANCE:  # the same count: per-step means are floats
+            continue
+        detail = ""
+        if kind.key == "launches_per_step":
+            kernels = [(history.nights[index[j]].cells[cell].get("profile") or {}).get("kernels") for j in (i - 1, i)]
+            if all(kernels):
+                detail = verdicts.compare_kernels(kernels[1], kernels[0]).detail
+        out.append(Change(history.profile, history.model, cell[0], cell[1], kind, index[i - 1], index[i],
+                          new / old - 1, old=old, new=new, detail=detail, decided=kind.decides))
+    return out
+
+
+def _groups(values: list[list[float]], cuts: list[int]) -> list[tuple[int, int]]:
+    """The cuts as (first, last) of runs of steps the same way, each at most DRIFT_GAP nights after
+    the one before: a slow drift is found as a staircase of small steps, and is reported as one."""
+    bounds = [0, *cuts, len(values)]
+    up = [statistics.median(v for s in values[c:bounds[k + 2]] for v in s)
+          > statistics.median(v for s in values[bounds[k]:c] for v in s) for k, c in enumerate(cuts)]
+    groups = []
+    for k, cut in enumerate(cuts):
+        if groups and cut - groups[-1][1] <= DRIFT_GAP and up[k] == up[k - 1]:
+            groups[-1] = (groups[-1][0], cut)
+        else:
+            groups.append((cut, cut))
+    return groups
+
+
+def _measured_changes(history: History, cell: tuple, kind: Kind) -> list[Change]:
+    index, values = _series(history, cell, kind)
+    cuts = detect(values)
+    if kind.role == TIMING and cuts:
+        speed_index, speed_values = _series(history, cell, kind, per_host_speed=True)
+        if speed_index == index:  # a probe for every cycle: the change must show per unit of host speed too
+            cuts = [c for c in cuts if c in detect(speed_values)]
+    out = []
+    groups = _groups(values, cuts)
+    bounds = [0, *[g[0] for g in groups], len(values)]
+    ends = [0, *[g[1] for g in groups], len(values)]
+    for k, (first, last) in enumerate(groups):
+        start, end = ends[k], bounds[k + 2]  # the level before the first step, the level after the last
+        change, low, high, confidence = _interval(values, start, first, end, last)
+        old = statistics.median(v for s in values[start:first] for v in s)
+        new = statistics.median(v for s in values[last:end] for v in s)
+        detail = ""
+        if last > first:
+            detail = f"a drift: {cuts.index(last) - cuts.index(first) + 1} steps the same way over nights " \
+                     f"{index[first - 1] + 1}-{index[last] + 1}"
+        if kind.key == "gpu_decode_ms_per_step":
+            kernels = [(history.nights[index[j]].cells[cell].get("profile") or {}).get("kernels")
+                       for j in (first - 1, last)]
+            if all(kernels):
+                grew = verdicts.kernels_that_grew(kernels[1], kernels[0])
+                if grew:
+                    detail += ("; " if detail else "") + f"grew: {grew}"
+        out.append(Change(history.profile, history.model, cell[0], cell[1], kind, index[first - 1], index[last],
+                          change, low, high, confidence, old, new, detail, decided=kind.role != TIMING and kind.decides))
+    return out
+
+
+def _decide_timing(changes: list[Change]) -> None:
+    """Wall and host time that moved the same way at the same night decide together; alone, not."""
+    by_night = {}
+    for c in changes:
+        if c.kind.role == TIMING:
+            by_night.setdefault((c.backend, c.batch_size, c.after, c.regression), []).append(c)
+    for group in by_night.values():
+        if len(group) > 1:
+            for c in group:
+                c.decided = True
+        else:
+            group[0].detail = (group[0].detail + "; " if group[0].detail else "") + \
+                "not decided: " + ("host time did not move with it" if group[0].kind.key == "ms_per_token"
+                                   else "wall time did not move with it")
+
+
+def changes(history: History) -> list[Change]:
+    """Every change point of every cell and kind of one history, oldest first."""
+    found = []
+    for cell in history.cells():
+        cell_changes = []
+        for kind in KINDS:
+            cell_changes += (_exact_changes if kind.exact else _measured_changes)(history, cell, kind)
+        _decide_timing(cell_changes)
+        found += cell_changes
+    return sorted(found, key=lambda c: (c.after, c.backend, c.batch_size, c.kind.key))
+
+
+# -- listing them ----------------------------------------------------------------------------------
+def _key(c: Change, history: History) -> tuple:
+    return c.profile, c.model, c.backend, c.batch_size, c.kind.key, history.nights[c.after].started
+
+
+def listed(histories: list[History], since: str | None = None, new_only: bool = False) -> list[Change]:
+    """The change points of every history, newest first; `since`: a date (YYYY-MM-DD) or a commit
+    (prefix): only those whose new level starts after it; `new_only`: only those the newest night
+    of its history brought (found with it, not without it)."""
+    from perf.history import HistoryError
+    out = []
+    for h in histories:
+        found = changes(h)
+        if new_only:
+            without = History(h.profile, h.model, h.nights[:-1])
+            before = {_key(c, h) for c in changes(without)}
+            found = [c for c in found if _key(c, h) not in before]
+        if since:
+            start = _since_night(h, since)
+            if start is None:
+                continue
+            found = [c for c in found if c.after >= start]
+        out += [(h, c) for c in found]
+    if since and not _is_date(since) and not any(_since_night(h, since) is not None for h in histories):
+        raise HistoryError(f"--since {since}: no night of the history has a commit starting so "
+                           "(give a date YYYY-MM-DD or a commit of a night)")
+    out.sort(key=lambda hc: (hc[0].nights[hc[1].after].started, hc[1].decided), reverse=True)
+    return [c for _, c in out]
+
+
+def _is_date(text: str) -> bool:
+    import re
+    return bool(re.fullmatch(r"\d{4}-\d{2}-\d{2}", text))
+
+
+def _since_night(history: History, since: str) -> int | None:
+    """The first night after `since`: a date, or the night of a commit (None: not in this history)."""
+    if _is_date(since):
+        return next((n.index for n in history.nights if n.started[:10] >= since), len(history.nights))
+    night = next((n for n in reversed(history.nights) if n.commit and n.commit.startswith(since.lower())), None)
+    return None if night is None else night.index + 1
+
+
+def render(found: list[Change], histories: list[History], markdown: bool = False) -> str:
+    """The change points as text (one block each) or a markdown table, newest first."""
+    by_name = {(h.profile, h.model): h for h in histories}
+    summary = ", ".join(f"{h.profile}/{h.model}: {len(h.nights)} nights" for h in histories) or "empty"
+    head = f"{len(found)} change point{'s' if len(found) != 1 else ''} ({summary})"
+    lines = [f"### Change points in the nightly history", "", head, ""] if markdown else [head]
+    if markdown and found:
+        lines += ["| | cell | evidence | change | last night before | first night after | also moved |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]
+    for c in found:
+        h = by_name[(c.profile, c.model)]
+        before, after = h.nights[c.before], h.nights[c.after]
+        also = ", ".join(f"{o.kind.label} {o.change:+.1%}" for o in found
+                         if o is not c and (o.profile, o.model, o.backend, o.batch_size, o.after)
+                         == (c.profile, c.model, c.backend, c.batch_size, c.after))
+        what = "REGRESSION" if c.regression else "improvement"
+        what += "" if c.decided else " (not decided)"
+        if markdown:
+            mark = ("🔴 " if c.decided else "🟡 ") + what if c.regression else "🟢 " + what
+            detail = f"<br>{c.detail}" if c.detail else ""
+            lines.append(f"| {mark} | {c.profile}/{c.model} {c.cell} | {c.kind.label} | {c.size()}{detail} | "
+                         f"#{before.index + 1} {before.label} | #{after.index + 1} {after.label} | {also or '-'} |")
+        else:
+            lines.append(f"{what}: {c.profile}/{c.model} {c.cell}, {c.kind.label} {c.size()}")
+            lines.append(f"  between night {before.index + 1} ({before.label}) and night {after.index + 1} "
+                         f"({after.label})" + (f"; commits {before.commit[:10]}..{after.commit[:10]}"
+                                                 if before.commit and after.commit and before.commit != after.commit else ""))
+            if also:
+                lines.append(f"  also moved at that night: {also}")
+            if c.detail:
+                lines.append(f"  {c.detail}")
+    return "\n".join(lines) + "\n"

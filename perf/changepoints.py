@@ -4,13 +4,14 @@ Per cell (backend, batch size) and per kind of evidence:
 - exact counts (aten operators per token, kernel launches per step): the same code dispatches the
   same, so every night whose count differs from the night before is a change point, reported
   exactly, with what changed (the kernels whose launches changed);
-- measured times and memory: `ruptures` (Pelt search, rank-based cost of Lung-Yut-Fong, Levy-Leduc
-  and Cappe) over the nights, each night given as the quartiles of its samples in log, with a
-  penalty of PENALTY * log(nights): nonparametric, so a burst in one cycle or a heavy tail does not
-  make a change, and scale-free, so one penalty serves every kind (docs/history.md, and
-  docs/notes/2026-12-06-history-change-points.md for the comparison with E-Divisive). Each change
-  point's size is the Hodges-Lehmann shift of the samples of the nights after it against those
-  before it (back to the previous change point), with its exact Moses interval (perf.stats).
+- measured times and memory: `ruptures` (its Pelt search, least-squares cost) over the nights, each
+  night the median of its samples in log (one disturbed cycle does not move it), with a penalty of
+  PENALTY * sigma^2 * log(nights), sigma the noise of a night's median (`noise`), so one constant
+  serves every kind and cell (docs/history.md; docs/notes/2026-12-06-history-change-points.md
+  compares it with Otava's and MongoDB's E-Divisive on our data). Each change point's size is the
+  Hodges-Lehmann shift of the samples of the nights after it against those before it (back to the
+  previous change point, on to the next), with its exact Moses interval (perf.stats). Steps the
+  same way a few nights apart are one drift.
 - wall and host time only on nights whose host was not busy (the suite's own rule), and a change
   stands only if it is found again per unit of host speed (each cycle over its host probe), as a
   verdict does.
@@ -29,9 +30,8 @@ import ruptures
 from perf import baselines, stats, verdicts
 from perf.history import History, samples_of
 
-MODEL = "l2"
-# Penalty per change point, times log(nights): no change point in 200 null histories of 60
-# nights resampled from real processes (docs/notes/2026-12-06-history-change-points.md).
+# Penalty per change point, in units of the noise (sigma^2) times log(nights): no change point in
+# 200 null histories of 60 nights resampled from 21 real processes (docs/notes/2026-12-06-history-change-points.md).
 PENALTY = 8.0
 MIN_NIGHTS = 2  # a segment holds at least this many nights
 DRIFT_GAP = 3  # steps the same way at most this many nights apart are one drift
@@ -129,9 +129,8 @@ def detect(nights: list[list[float]]) -> list[int]:
     if n < 2 * MIN_NIGHTS:
         return []
     medians = np.array([[np.median(np.log(s))] for s in nights])
-    sigma = noise(nights)
-    search = ruptures.Pelt(model=MODEL, min_size=MIN_NIGHTS, jump=1).fit(medians)
-    return [int(i) for i in search.predict(pen=PENALTY * (sigma if MODEL == "l1" else sigma ** 2) * math.log(n))[:-1]]
+    search = ruptures.Pelt(model="l2", min_size=MIN_NIGHTS, jump=1).fit(medians)
+    return [int(i) for i in search.predict(pen=PENALTY * noise(nights) ** 2 * math.log(n))[:-1]]
 
 
 def _interval(nights: list[list[float]], start: int, cut: int, end: int, last: int | None = None):

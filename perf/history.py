@@ -164,6 +164,8 @@ def add(store: Path, paths: list[Path]) -> list[str]:
             new.append(entry)
             notes.append(f"{path}: added to {store} as {entry['file']}")
         if new:
+            if not (store / ".gitignore").exists():  # the store is a git branch: its lock is not history
+                files.write_atomically(store / ".gitignore", "*.lock\n.*.tmp\n")
             runs = sorted(runs + new, key=lambda r: (r["profile"], r["model"], r["started"]))
             files.write_atomically(store / INDEX, json.dumps({"schema": INDEX_SCHEMA, "runs": runs}, indent=1) + "\n")
     return notes
@@ -230,6 +232,7 @@ def main(argv=None) -> int:
     ex.add_argument("--out", type=Path, help="default: stdout")
     args = ap.parse_args(argv)
     folder = args.history or default_dir()
+    status = 0
     try:
         if args.verb == "add":
             print("\n".join(add(folder, args.results)))
@@ -238,25 +241,23 @@ def main(argv=None) -> int:
         histories = load(folder)
         if args.verb == "changes":
             listed = changepoints.listed(histories, since=args.since, new_only=args.new)
-            sys.stdout.write(changepoints.render(listed, histories, markdown=args.markdown))
-            return 1 if args.fail_on == "regression" and any(c.regression and c.decided for c in listed) else 0
-        if args.verb == "page":
-            baselines_dir = args.baselines or default_dir().parent / "baselines"
-            files.write_atomically(args.out, trendpage.render(histories, baselines_dir))
-            print(f"perf-history: wrote {args.out}")
-            return 0
-        text = export_csv(histories)
-        if args.out:
-            files.write_atomically(args.out, text)
+            text = changepoints.render(listed, histories, markdown=args.markdown)
+            status = 1 if args.fail_on == "regression" and any(c.regression and c.decided for c in listed) else 0
+        elif args.verb == "page":
+            text = trendpage.render(histories, args.baselines or default_dir().parent / "baselines")
         else:
-            sys.stdout.write(text)
-        return 0
+            text = export_csv(histories)
+        out = getattr(args, "out", None)
+        files.write_atomically(out, text) if out else sys.stdout.write(text)
+        if args.verb == "page":
+            print(f"perf-history: wrote {out}")
     except HistoryError as exc:
         print(f"perf-history: {exc}", file=sys.stderr)
         return 2
-    except OSError as exc:
+    except OSError as exc:  # the output could not be written; nothing else was
         print(f"perf-history: cannot write {exc.filename or args.out}: {exc.strerror}", file=sys.stderr)
         return 2
+    return status
 
 
 def export_csv(histories: list[History]) -> str:

@@ -13,7 +13,7 @@ from perf.changepoints import KINDS, Change, busy_reason, night_values
 from perf.history import History
 from perf.table import title
 
-WIDTH, HEIGHT = 300, 132
+WIDTH, HEIGHT = 280, 132
 LEFT, RIGHT, TOP, BOTTOM = 44, 8, 18, 20
 BY_KEY = {k.key: k for k in KINDS}
 COLORS = {"regression": "#d7301f", "undecided": "#e6a100", "improvement": "#1a9850"}
@@ -27,7 +27,7 @@ h1{font-size:20px;margin:0 0 4px} h2{font-size:16px;margin:22px 0 6px}
 .charts{display:flex;gap:6px}
 svg text{font:10px system-ui,sans-serif;fill:#555}
 .legend span{margin-right:14px}
-table{border-collapse:collapse;margin:6px 0 4px} td,th{border:1px solid #ddd;padding:3px 6px;font-size:12px;text-align:left}
+table{border-collapse:collapse;margin:10px 0 4px} caption{text-align:left;font-weight:600;padding:4px 0} td,th{border:1px solid #ddd;padding:3px 6px;font-size:12px;text-align:left}
 .reg{color:#d7301f;font-weight:600} .und{color:#b07800} .imp{color:#1a9850}
 .muted{color:#777}
 """
@@ -52,11 +52,11 @@ def render(histories: list[History], baselines_dir: Path | None = None) -> str:
         first, last = h.nights[0], h.nights[-1]
         parts.append(f"<h2>{_e(h.profile)} · {_e(h.model)} <span class=\"muted\">{len(h.nights)} nights, "
                      f"{_e(first.started[:10])} to {_e(last.started[:10])}</span></h2>")
-        parts.append(_changes_table(h, found))
         parts.append('<div class="grid">')
         for cell in h.cells():
             parts.append(_cell(h, cell, [c for c in found if (c.backend, c.batch_size) == cell], published))
         parts.append("</div>")
+        parts.append(_changes_table(h, found))
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 
@@ -83,18 +83,24 @@ def _published(store: Path | None, h: History) -> dict:
 
 
 def _changes_table(h: History, found: list[Change]) -> str:
+    """One row per cell and night where something moved, newest first: what moved, by how much."""
     if not found:
         return '<p class="muted">No change point over these nights.</p>'
-    rows = []
-    for c in sorted(found, key=lambda c: c.after, reverse=True):
-        cls, what = ("reg", "regression") if c.regression and c.decided else \
-            ("und", "regression, not decided") if c.regression else ("imp", "improvement")
-        b, a = h.nights[c.before], h.nights[c.after]
-        rows.append(f'<tr><td class="{cls}">{what}</td><td>{_e(c.cell)}</td><td>{_e(c.kind.label)}</td>'
-                    f"<td>{_e(c.size())}</td><td>#{b.index + 1} {_e(b.label)}</td><td>#{a.index + 1} {_e(a.label)}</td>"
-                    f"<td>{_e(c.detail)}</td></tr>")
-    return ("<table><tr><th></th><th>cell</th><th>evidence</th><th>change</th><th>last night before</th>"
-            "<th>first night after</th><th>what changed</th></tr>" + "".join(rows) + "</table>")
+    rows = {}
+    for c in found:
+        rows.setdefault((c.after, c.before, c.backend, c.batch_size), []).append(c)
+    out = []
+    for (after, before, backend, size), group in sorted(rows.items(), key=lambda kv: -kv[0][0]):
+        decided = [c for c in group if c.decided]
+        cls, what = ("reg", "regression") if any(c.regression for c in decided) else \
+            ("imp", "improvement") if decided else ("und", "not decided")
+        b, a = h.nights[before], h.nights[after]
+        moved = "<br>".join(f"{_e(c.kind.label)}: {_e(c.size())}" + (f" <span class=\"muted\">{_e(c.detail)}</span>"
+                                                                      if c.detail else "") for c in group)
+        out.append(f'<tr><td class="{cls}">{what}</td><td>{_e(backend)} bs={size}</td>'
+                   f"<td>#{b.index + 1} {_e(b.label)}</td><td>#{a.index + 1} {_e(a.label)}</td><td>{moved}</td></tr>")
+    return ('<table class="changes"><caption>Change points, newest first</caption><tr><th></th><th>cell</th>'
+            "<th>last night before</th><th>first night after</th><th>what moved</th></tr>" + "".join(out) + "</table>")
 
 
 def _cell(h: History, cell: tuple, found: list[Change], published: dict) -> str:
@@ -148,14 +154,27 @@ def _chart(h: History, records: list, kind, marks: list[Change], reference) -> s
                    f'y2="{y(reference[0]):.1f}" stroke="#555" stroke-dasharray="5 3"><title>published: '
                    f'{reference[0]:g} ms/token ({_e(reference[1])})</title></line>'
                    f'<text x="{WIDTH - RIGHT}" y="{y(reference[0]) - 3:.1f}" text-anchor="end">published {reference[0]:g}</text>')
-    for c in marks:
+    at_night = {}
+    for c in marks:  # one mark per place: this chart's own kind first
+        at_night.setdefault((c.before, c.after), []).append(c)
+    for (before, after), group in at_night.items():
+        group.sort(key=lambda c: c.kind.key != kind.key)
+        c = group[0]
         color = COLORS["improvement"] if not c.regression else COLORS["regression"] if c.decided else COLORS["undecided"]
-        at = (x(c.before) + x(c.after)) / 2
         label = f"{c.change:+.0%}" if c.kind.key == kind.key else f"{c.kind.label} {c.change:+.0%}"
-        svg.append(f'<g class="change"><line x1="{at:.1f}" y1="{TOP}" x2="{at:.1f}" y2="{HEIGHT - BOTTOM}" '
-                   f'stroke="{color}" stroke-width="2" stroke-dasharray="4 2"/>'
-                   f'<text x="{at + 3:.1f}" y="{TOP + 9}" style="fill:{color}">{_e(label)}</text>'
-                   f"<title>{_e(c.kind.label)}: {_e(c.size())} {_e(c.detail)}</title></g>")
+        tip = "\n".join(f"{o.kind.label}: {o.size()} {o.detail}".rstrip() for o in group)
+        if after - before > 1:  # a drift: the nights it took, shaded
+            shape = (f'<rect x="{x(before):.1f}" y="{TOP}" width="{x(after) - x(before):.1f}" '
+                     f'height="{HEIGHT - TOP - BOTTOM}" fill="{color}" fill-opacity="0.12"/>')
+            at = x(before)
+        else:
+            at = (x(before) + x(after)) / 2
+            shape = (f'<line x1="{at:.1f}" y1="{TOP}" x2="{at:.1f}" y2="{HEIGHT - BOTTOM}" stroke="{color}" '
+                     'stroke-width="2" stroke-dasharray="4 2"/>')
+        right = at > LEFT + 0.6 * (WIDTH - LEFT - RIGHT)  # near the right edge: the label to the left
+        svg.append(f'<g class="change">{shape}<text x="{at - 3 if right else at + 3:.1f}" y="{TOP + 9}" '
+                   f'text-anchor="{"end" if right else "start"}" style="fill:{color}">'
+                   f"{_e(label)}</text><title>{_e(tip)}</title></g>")
     line = " ".join(f"{x(i):.1f},{y(m):.1f}" for i, m, *_ in points)
     svg.append(f'<polyline points="{line}" fill="none" stroke="#4a78b5" stroke-width="1.2"/>')
     for i, m, low, high, busy, tip in points:

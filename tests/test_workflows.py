@@ -47,3 +47,13 @@ def test_the_pr_job_runs_on_the_label_or_a_dispatch_only_one_at_a_time_and_comme
     comment = next(s for s in steps if s.get("name") == "Comment")
     assert "steps.pr.outputs.fork == 'false'" in comment["if"]
     assert any(s.get("uses", "").startswith("actions/upload-artifact") for s in steps)
+
+
+def test_the_nightly_keeps_its_history_publishes_the_page_and_fails_on_a_new_regression():
+    workflow, steps = _steps(REPO / ".github" / "workflows" / "nightly.yml")
+    history = next(s for s in steps if s.get("id") == "history")
+    assert "perf.history add perf-results.json" in history["run"] and "git -C perf-history push" in history["run"]
+    assert "--new --markdown --fail-on regression" in history["run"] and "GITHUB_STEP_SUMMARY" in history["run"]
+    assert any(s.get("uses", "").startswith("actions/deploy-pages") for s in steps)
+    assert workflow["permissions"]["contents"] == "write" and workflow["permissions"]["pages"] == "write"
+    assert "steps.history.outputs.status" in steps[-1]["env"]["HISTORY"] and "exit 1" in steps[-1]["run"]

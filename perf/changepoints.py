@@ -10,8 +10,8 @@ Per cell (backend, batch size) and per kind of evidence:
   serves every kind and cell (docs/history.md; docs/notes/2026-12-06-history-change-points.md
   compares it with Otava's and MongoDB's E-Divisive on our data). Each change point's size is the
   Hodges-Lehmann shift of the samples of the nights after it against those before it (back to the
-  previous change point, on to the next), with its exact Moses interval (perf.stats). Steps the
-  same way a few nights apart are one drift.
+  previous change point, on to the next), with its exact Moses interval (perf.stats); one whose
+  interval holds no change is not reported. Steps the same way a few nights apart are one drift.
 - wall and host time only on nights whose host was not busy (the suite's own rule), and a change
   stands only if it is found again per unit of host speed (each cycle over its host probe), as a
   verdict does.
@@ -103,11 +103,16 @@ class Change:
 
     def size(self) -> str:
         if self.low is None:
-            return f"{self.old:g} -> {self.new:g} {self.kind.unit} ({self.change:+.1%}, exact)"
+            return f"{_exact(self.old)} -> {_exact(self.new)} {self.kind.unit} ({self.change:+.1%}, exact)"
         interval = f"[{self.low:+.1%}, {self.high:+.1%}]" if math.isfinite(self.low) and math.isfinite(self.high) \
             else "[interval unbounded]"
         return (f"{self.old:.4g} -> {self.new:.4g} {self.kind.unit}: {self.change:+.1%} {interval} "
                 f"({self.confidence:.0%} interval)")
+
+
+def _exact(count: float) -> str:
+    """A count per step or token as measured (870.0101, 92.6025), without float noise."""
+    return f"{count:.4f}".rstrip("0").rstrip(".")
 
 
 # -- finding them ----------------------------------------------------------------------------------
@@ -171,11 +176,11 @@ def _exact_changes(history: History, cell: tuple, kind: Kind) -> list[Change]:
         old, new = (statistics.median(values[j]) for j in (i - 1, i))
         if abs(new - old) < baselines.LAUNCH_TOLERANCE:  # the same count: per-step means are floats
             continue
-        detail = ""
+        detail = f"{_exact(new - old) if new < old else '+' + _exact(new - old)} {kind.unit}"
         if kind.key == "launches_per_step":
             kernels = [(history.nights[index[j]].cells[cell].get("profile") or {}).get("kernels") for j in (i - 1, i)]
             if all(kernels):
-                detail = verdicts.compare_kernels(kernels[1], kernels[0]).detail
+                detail = verdicts.compare_kernels(kernels[1], kernels[0]).detail.partition("kernels changed: ")[2] or detail
         out.append(Change(history.profile, history.model, cell[0], cell[1], kind, index[i - 1], index[i],
                           new / old - 1, old=old, new=new, detail=detail, decided=kind.decides))
     return out
@@ -196,6 +201,20 @@ def _groups(values: list[list[float]], cuts: list[int]) -> list[tuple[int, int]]
     return groups
 
 
+def _confirmed(values: list[list[float]], groups: list[tuple[int, int]]):
+    """The groups whose samples on either side confirm them (the interval of the shift holds no
+    change), each with (change, low, high, confidence); an unconfirmed one is taken out, the
+    smallest first, and its neighbours sized again without it."""
+    while True:
+        bounds = [0, *[g[0] for g in groups], len(values)]
+        ends = [0, *[g[1] for g in groups], len(values)]
+        sized = [_interval(values, ends[k], first, bounds[k + 2], last) for k, (first, last) in enumerate(groups)]
+        weak = [k for k, (_, low, high, _) in enumerate(sized) if low <= 0 <= high]
+        if not weak:
+            return groups, sized
+        groups = [g for k, g in enumerate(groups) if k != min(weak, key=lambda k: abs(sized[k][0]))]
+
+
 def _measured_changes(history: History, cell: tuple, kind: Kind) -> list[Change]:
     index, values = _series(history, cell, kind)
     cuts = detect(values)
@@ -204,12 +223,11 @@ def _measured_changes(history: History, cell: tuple, kind: Kind) -> list[Change]
         if speed_index == index:  # a probe for every cycle: the change must show per unit of host speed too
             cuts = [c for c in cuts if c in detect(speed_values)]
     out = []
-    groups = _groups(values, cuts)
+    groups, sized = _confirmed(values, _groups(values, cuts))
     bounds = [0, *[g[0] for g in groups], len(values)]
     ends = [0, *[g[1] for g in groups], len(values)]
-    for k, (first, last) in enumerate(groups):
+    for k, ((first, last), (change, low, high, confidence)) in enumerate(zip(groups, sized)):
         start, end = ends[k], bounds[k + 2]  # the level before the first step, the level after the last
-        change, low, high, confidence = _interval(values, start, first, end, last)
         old = statistics.median(v for s in values[start:first] for v in s)
         new = statistics.median(v for s in values[last:end] for v in s)
         detail = ""
@@ -304,7 +322,7 @@ def render(found: list[Change], histories: list[History], markdown: bool = False
     by_name = {(h.profile, h.model): h for h in histories}
     summary = ", ".join(f"{h.profile}/{h.model}: {len(h.nights)} nights" for h in histories) or "empty"
     head = f"{len(found)} change point{'s' if len(found) != 1 else ''} ({summary})"
-    lines = [f"### Change points in the nightly history", "", head, ""] if markdown else [head]
+    lines = ["### Change points in the nightly history", "", head, ""] if markdown else [head]
     if markdown and found:
         lines += ["| | cell | evidence | change | last night before | first night after | also moved |",
                   "| --- | --- | --- | --- | --- | --- | --- |"]

@@ -102,8 +102,8 @@ def _identity(run: dict) -> tuple:
     return run["profile"], run["model"], run["started"]
 
 
-def _entry_for(path: Path, raw: bytes) -> tuple[dict, dict]:
-    """(the index entry, the checked results) of one results file; HistoryError if unusable."""
+def _entry_for(path: Path, raw: bytes) -> dict:
+    """The index entry of one results file (`raw`: its bytes), checked; HistoryError if unusable."""
     try:
         data = results.read(path)
     except results.ResultsError as exc:
@@ -124,7 +124,7 @@ def _entry_for(path: Path, raw: bytes) -> tuple[dict, dict]:
     entry = {"file": f"runs/{data['hardware_profile']}/{data['model']}/{name}",
              "profile": data["hardware_profile"], "model": data["model"],
              "started": data["started"], "commit": commit, "dirty": bool(fp.get("git_dirty")), "sha256": digest}
-    return entry, data
+    return entry
 
 
 def add(store: Path, paths: list[Path]) -> list[str]:
@@ -140,33 +140,34 @@ def add(store: Path, paths: list[Path]) -> list[str]:
             raise HistoryError(f"{path}: a folder, where a results file should be; name the file") from None
         except OSError as exc:
             raise HistoryError(f"{path}: cannot read the results file: {exc.strerror}") from None
-        planned.append((path, raw, *_entry_for(path, raw)))
+        planned.append((path, raw, _entry_for(path, raw)))
     if store.exists() and not store.is_dir():
         raise HistoryError(f"{store}: not a folder; --history names the history's folder")
     with files.locked(store / INDEX):
         runs = _read_index(store)
         known = {_identity(r): r for r in runs}
         notes, new = [], []
-        for path, raw, entry, _ in planned:
+        for path, raw, entry in planned:  # every decision before any write
             same = known.get(_identity(entry))
             if same is not None and same["sha256"] == entry["sha256"]:
                 notes.append(f"{path}: already in the history ({same['file']}); nothing changed")
-                continue
-            if same is not None:
+            elif same is not None:
                 raise HistoryError(f"{path}: another file of the run {entry['profile']}/{entry['model']} started "
                                    f"{entry['started']} is in the history ({same['file']}); it is kept as it was "
                                    "(a history never rewrites a run)")
+            else:
+                known[_identity(entry)] = entry
+                new.append((raw, entry))
+                notes.append(f"{path}: added to {store} as {entry['file']}")
+        for raw, entry in new:
             target = store / entry["file"]
             target.parent.mkdir(parents=True, exist_ok=True)
             if not (target.exists() and hashlib.sha256(target.read_bytes()).hexdigest() == entry["sha256"]):
-                files.write_atomically(target, raw.decode())  # left over from a killed add: the same bytes
-            known[_identity(entry)] = entry
-            new.append(entry)
-            notes.append(f"{path}: added to {store} as {entry['file']}")
+                files.write_atomically(target, raw.decode())  # else left over from a killed add: the same bytes
         if new:
             if not (store / ".gitignore").exists():  # the store is a git branch: its lock is not history
                 files.write_atomically(store / ".gitignore", "*.lock\n.*.tmp\n")
-            runs = sorted(runs + new, key=lambda r: (r["profile"], r["model"], r["started"]))
+            runs = sorted(runs + [entry for _, entry in new], key=lambda r: (r["profile"], r["model"], r["started"]))
             files.write_atomically(store / INDEX, json.dumps({"schema": INDEX_SCHEMA, "runs": runs}, indent=1) + "\n")
     return notes
 

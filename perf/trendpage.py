@@ -5,6 +5,7 @@ with the range of its samples, change points marked, and a published figure (the
 reference line where the baselines hold one for this profile and model. Hovering a night shows
 its date, commit and figures (SVG <title>). It opens from disk and publishes as it is."""
 import html
+import math
 import statistics
 from pathlib import Path
 
@@ -54,6 +55,8 @@ def render(histories: list[History], baselines_dir: Path | None = None) -> str:
                      f"{_e(first.started[:10])} to {_e(last.started[:10])}</span></h2>")
         parts.append('<div class="grid">')
         for cell in h.cells():
+            if not any(night_values(BY_KEY["ms_per_token"], n.cells[cell]) for n in h.nights if cell in n.cells):
+                continue  # skipped or failed on every night: nothing to draw
             parts.append(_cell(h, cell, [c for c in found if (c.backend, c.batch_size) == cell], published))
         parts.append("</div>")
         parts.append(_changes_table(h, found))
@@ -136,17 +139,22 @@ def _chart(h: History, records: list, kind, marks: list[Change], reference) -> s
                 f'{head}<text x="{LEFT}" y="{HEIGHT / 2}">not measured</text></svg>')
     lows = [p[2] for p in points] + ([reference[0]] if reference else [])
     highs = [p[3] for p in points] + ([reference[0]] if reference else [])
-    lo, hi = min(lows), max(highs)
+    # A busy night can be 40 times slower: past a 3x range the axis is logarithmic, so the quiet
+    # nights' steps stay visible.
+    scale = math.log if min(lows) > 0 and max(highs) / min(lows) > 3 else (lambda v: v)
+    if scale is math.log:
+        head = f'<text x="{LEFT}" y="12">{_e(kind.label)} ({_e(kind.unit)}, log scale)</text>'
+    lo, hi = scale(min(lows)), scale(max(highs))
     pad = (hi - lo) * 0.08 or abs(hi) * 0.05 or 1.0
-    lo, hi = lo - pad, hi + pad
     n = len(h.nights)
     x = lambda i: LEFT + (WIDTH - LEFT - RIGHT) * (0.5 if n == 1 else i / (n - 1))  # noqa: E731
-    y = lambda v: TOP + (HEIGHT - TOP - BOTTOM) * (1 - (v - lo) / (hi - lo))  # noqa: E731
+    y = lambda v: TOP + (HEIGHT - TOP - BOTTOM) * (1 - (scale(v) - lo + pad) / (hi - lo + 2 * pad))  # noqa: E731
     svg = [f'<svg width="{WIDTH}" height="{HEIGHT}" role="img" aria-label="{_e(kind.label)} over {n} nights">', head,
            f'<line x1="{LEFT}" y1="{HEIGHT - BOTTOM}" x2="{WIDTH - RIGHT}" y2="{HEIGHT - BOTTOM}" stroke="#bbb"/>',
            f'<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{HEIGHT - BOTTOM}" stroke="#bbb"/>']
-    for v in (lo + pad, hi - pad):
+    for v in (min(lows), max(highs)):
         svg.append(f'<text x="{LEFT - 3}" y="{y(v) + 3:.1f}" text-anchor="end">{_fmt(v)}</text>')
+
     svg.append(f'<text x="{LEFT}" y="{HEIGHT - 6}">#1</text>'
                f'<text x="{WIDTH - RIGHT}" y="{HEIGHT - 6}" text-anchor="end">#{n} {_e(h.nights[-1].started[:10])}</text>')
     if reference:

@@ -135,14 +135,13 @@ KILLER = textwrap.dedent("""
 def test_killing_add_midway_leaves_the_history_as_it_was(tmp_path, at, half):
     store = tmp_path / "h"
     assert cli("add", CPU_RUNS[0], "--history", store).returncode == 0
-    before = snapshot(store)
+    before, runs_before = snapshot(store), listed(store)
     new = CPU_RUNS[1:4]  # three run files, then the index: writes 1-4
     killed = subprocess.run([sys.executable, "-c", KILLER, str(at), "half" if half else "whole", "add", *map(str, new),
                              "--history", str(store)], capture_output=True, text=True, cwd=REPO,
                             env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=300)
     assert killed.returncode == -signal.SIGKILL
-    assert (store / "index.json").read_bytes() and listed(store) == [json.loads(
-        (store / "index.json").read_text())["runs"][0]["file"]]
+    assert listed(store) == runs_before
     assert {k: v for k, v in snapshot(store).items() if k in before} == before  # nothing stored changed
     assert len(history.load(store)[0].nights) == 1
     # the same add again completes, whatever the killed one left behind
@@ -170,6 +169,11 @@ def test_the_injected_python_work_is_found_at_the_run_it_began_and_ended_and_now
     assert {c.kind.key for c in up} >= {"aten_ops_per_token"} and all(c.regression and c.decided for c in up)
     ops = next(c for c in up if c.kind.key == "aten_ops_per_token" and c.batch_size == 1)
     assert ops.low is None and ops.new - ops.old == pytest.approx(200 * 2, abs=40)  # exact, no interval
+
+
+def _injected(path: Path) -> bool:
+    sources = json.loads((DATA / "history-cpu" / "sources.json").read_text())
+    return "injected" in sources[json.loads(path.read_text())["started"]]
 
 
 def _source(night) -> dict:
@@ -222,8 +226,14 @@ def test_changes_text_markdown_since_new_and_fail_on(tmp_path):
     assert md.returncode == 1 and "| 🔴" in md.stdout
     late = cli("changes", "--history", store, "--since", "2100-01-01", "--fail-on", "regression")
     assert late.returncode == 0 and late.stdout.startswith("0 change points")
-    newest = cli("changes", "--history", store, "--new")
-    assert newest.returncode == 0 and newest.stdout.startswith("0 change points")
+    assert "aten operators" not in cli("changes", "--history", store, "--new").stdout  # brought nights ago
+    # the night the injected work arrived, as the nightly sees it: --new names it, and fails on it
+    upto = tmp_path / "upto"
+    first = next(i for i, p in enumerate(CPU_RUNS) if _injected(p))
+    assert cli("add", *CPU_RUNS[: first + 1], "--history", upto).returncode == 0
+    tonight = cli("changes", "--history", upto, "--new", "--fail-on", "regression")
+    assert tonight.returncode == 1 and "aten operators" in tonight.stdout
+    assert f"and night {first + 1} (" in tonight.stdout
 
 
 @pytest.mark.parametrize("args, message", [

@@ -34,7 +34,7 @@ from perf.history import History, samples_of
 # 200 null histories of 60 nights resampled from 21 real processes (docs/notes/2026-12-06-history-change-points.md).
 PENALTY = 8.0
 MIN_NIGHTS = 2  # a segment holds at least this many nights
-DRIFT_GAP = 3  # steps the same way at most this many nights apart are one drift
+DRIFT_GAP = 7  # steps the same way at most this many nights (a week) apart are one drift
 
 TIMING, WORK, MEMORY = "timing", "work", "memory"
 
@@ -218,12 +218,14 @@ def _confirmed(values: list[list[float]], groups: list[tuple[int, int]]):
 def _measured_changes(history: History, cell: tuple, kind: Kind) -> list[Change]:
     index, values = _series(history, cell, kind)
     cuts = detect(values)
+    groups = _groups(values, cuts)
     if kind.role == TIMING and cuts:
         speed_index, speed_values = _series(history, cell, kind, per_host_speed=True)
         if speed_index == index:  # a probe for every cycle: the change must show per unit of host speed too
-            cuts = [c for c in cuts if c in detect(speed_values)]
+            speed = _groups(speed_values, detect(speed_values))
+            groups = [g for g in groups if any(s0 - 1 <= g[1] and g[0] <= s1 + 1 for s0, s1 in speed)]
     out = []
-    groups, sized = _confirmed(values, _groups(values, cuts))
+    groups, sized = _confirmed(values, groups)
     bounds = [0, *[g[0] for g in groups], len(values)]
     ends = [0, *[g[1] for g in groups], len(values)]
     for k, ((first, last), (change, low, high, confidence)) in enumerate(zip(groups, sized)):
@@ -247,19 +249,17 @@ def _measured_changes(history: History, cell: tuple, kind: Kind) -> list[Change]
 
 
 def _decide_timing(changes: list[Change]) -> None:
-    """Wall and host time that moved the same way at the same night decide together; alone, not."""
-    by_night = {}
-    for c in changes:
-        if c.kind.role == TIMING:
-            by_night.setdefault((c.backend, c.batch_size, c.after, c.regression), []).append(c)
-    for group in by_night.values():
-        if len(group) > 1:
-            for c in group:
-                c.decided = True
+    """Wall and host time that moved the same way over the same nights (a drift's may differ by a
+    night or two) decide together; either alone does not."""
+    timing = [c for c in changes if c.kind.role == TIMING]
+    for c in timing:
+        partner = [o for o in timing if o.kind.key != c.kind.key and o.regression == c.regression
+                   and o.before - 1 <= c.after and c.before <= o.after + 1]
+        if partner:
+            c.decided = True
         else:
-            group[0].detail = (group[0].detail + "; " if group[0].detail else "") + \
-                "not decided: " + ("host time did not move with it" if group[0].kind.key == "ms_per_token"
-                                   else "wall time did not move with it")
+            other = "host time" if c.kind.key == "ms_per_token" else "wall time"
+            c.detail = (c.detail + "; " if c.detail else "") + f"not decided: {other} did not move with it"
 
 
 def changes(history: History) -> list[Change]:

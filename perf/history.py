@@ -288,6 +288,7 @@ def export_csv(histories: list[History]) -> str:
     return out.getvalue()
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # run through the package's module, so its exceptions are the ones caught
     import sys
-    sys.exit(main())
+    from perf.history import main as perf_history
+    sys.exit(perf_history())

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import ruptures
 
-from perf import baselines, stats, verdicts
+from perf import baselines, evidence, stats, verdicts
 from perf.history import History, samples_of
 
 # Penalty per change point, in units of the noise (sigma^2) times log(nights): no change point in
@@ -36,12 +36,13 @@ PENALTY = 8.0
 MIN_NIGHTS = 2  # a segment holds at least this many nights
 DRIFT_GAP = 7  # steps the same way at most this many nights (a week) apart are one drift
 
-TIMING, WORK, MEMORY = "timing", "work", "memory"
+TIMING, WORK, MEMORY = evidence.TIMING, evidence.WORK, evidence.MEMORY
 
 
 @dataclass(frozen=True)
 class Kind:
-    """A kind of evidence as the history treats it."""
+    """A kind of evidence as the history treats it: perf.evidence's entry, and whether its
+    changes are exact (counts) and decide."""
     key: str
     label: str
     role: str
@@ -50,24 +51,31 @@ class Kind:
     decides: bool = True
 
 
-# The kinds the history looks at (perf.evidence's table, once the suite has one, replaces this).
-KINDS = (
-    Kind("ms_per_token", "wall ms/token", TIMING, "ms/token"),
-    Kind("main_cpu_ms_per_token", "host time", TIMING, "ms/token"),
-    Kind("gpu_decode_ms_per_step", "GPU kernel time", WORK, "ms/step"),
-    Kind("launches_per_step", "kernel launches", WORK, "launches/step", exact=True),
-    Kind("aten_ops_per_token", "aten operators", WORK, "ops/token", exact=True),
-    Kind("peak_memory_mb", "peak memory", MEMORY, "MiB"),
-)
-PROBE = "host_probe_ms"
+def _unit(kind: evidence.Kind) -> str:
+    """ms_per_token -> ms/token, aten_ops_per_token -> ops/token, peak_memory_mb -> MiB."""
+    if kind.unit:
+        return kind.unit
+    what, per, of = kind.key.rpartition("_per_")
+    if per:
+        return f"{what.rsplit('_', 1)[-1]}/{of}"
+    return "MiB" if kind.key.endswith("_mb") else ""
+
+
+# Every kind of evidence the suite judges (perf.evidence), a new one included with no change here.
+KINDS = tuple(Kind(k.key, k.label, k.role, _unit(k), exact=k.compare in ("count", "kernels"),
+                   decides=k.decides) for k in evidence.KINDS.values() if k.role in (TIMING, WORK, MEMORY))
+PROBE = evidence.of_role(evidence.PROBE)[0].key
 
 
 def night_values(kind: Kind, record: dict) -> list[float]:
-    """The night's samples of `kind` in a ms/token record (peak memory: one value, the largest device's)."""
-    if kind.key == "peak_memory_mb":
-        memory = (record.get("peak_memory") or {}).get("per_device_mb")
-        return [max(memory)] if memory else []
-    return [v for v in samples_of(record).get(kind.key, []) if v > 0]
+    """The night's samples of `kind` in a ms/token record; a kind measured once a run (peak
+    memory) gives its one figure."""
+    values = samples_of(record).get(kind.key)
+    if values:
+        return [v for v in values if v > 0]
+    table = evidence.KINDS[kind.key]
+    figure = table.show.figure(record) if table.source == evidence.RUN and table.show and table.show.figure else None
+    return [figure] if figure else []
 
 
 def busy_reason(record: dict) -> str | None:

@@ -19,7 +19,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from perf import files, results
+from perf import evidence, files, results
 from perf.table import SPEED_TEST
 
 INDEX_SCHEMA = 1
@@ -43,17 +43,10 @@ def default_dir() -> Path:
 
 # -- what a night holds ----------------------------------------------------------------------------
 def samples_of(record: dict) -> dict[str, list[float]]:
-    """{kind of evidence: one value per cycle} of a ms/token record, whatever the results schema:
-    `samples[kind]` (schema 3), or `<kind>_samples` beside the figures or under `profile` (1, 2).
-    The one place the history reads samples: a new kind of evidence appears here by itself."""
-    if isinstance(record.get("samples"), dict):
-        return {k: list(v) for k, v in record["samples"].items() if v}
-    out = {}
-    for holder in (record, record.get("profile") or {}):
-        for name, values in holder.items():
-            if name.endswith("_samples") and isinstance(values, list) and values:
-                out[name.removesuffix("_samples")] = values
-    return out
+    """{kind of evidence: one value per cycle} of a ms/token record, whatever the results schema
+    (perf.evidence reads schemas 1 and 2 into today's `samples[key]`). The one place the history
+    reads samples: a kind of evidence the suite adds appears here by itself."""
+    return evidence.upgrade_record(record).get("samples") or {}
 
 
 @dataclass

@@ -137,6 +137,8 @@ def add(store: Path, paths: list[Path]) -> list[str]:
     if store.exists() and not store.is_dir():
         raise HistoryError(f"{store}: not a folder; --history names the history's folder")
     with files.locked(store / INDEX):
+        for leftover in store.rglob(".*.tmp"):  # a killed add's half-written file; no other add runs now
+            leftover.unlink()
         runs = _read_index(store)
         known = {_identity(r): r for r in runs}
         notes, new = [], []

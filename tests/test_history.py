@@ -201,9 +201,10 @@ def test_a_step_and_a_drift_in_resampled_nights_are_found_at_their_nights_and_no
     """A smaller version of scripts/synthetic_history.py's 60 nights: 40 nights drawn from the quiet
     same-code runs, 1% a night slower over nights 8-16, 15% slower from night 28."""
     sources = json.loads((DATA / "history-cpu" / "sources.json").read_text())
+    changed = min(started for started, how in sources.items() if "environment" in how)
     runs = [json.loads(p.read_text()) for p in CPU_RUNS]
-    quiet = [r for r in runs if set(sources[r["started"]]) == {"run"} and not any(
-        changepoints.busy_reason(t) for t in r["tests"] if t.get("ms_per_token"))]
+    quiet = [r for r in runs if r["started"] < changed and set(sources[r["started"]]) == {"run"} and not any(
+        changepoints.busy_reason(t) for t in r["tests"] if t.get("ms_per_token"))]  # same code, same venv, quiet
     assert len(quiet) >= 2
     made = synthetic().nights(quiet, 40, seed=3, step_at=28, step=0.15, drift_from=8, drift_to=16, drift=0.01)
     folder = tmp_path / "nights"

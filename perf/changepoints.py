@@ -63,7 +63,7 @@ def _unit(kind: evidence.Kind) -> str:
 
 # Every kind of evidence the suite judges (perf.evidence), a new one included with no change here.
 KINDS = tuple(Kind(k.key, k.label, k.role, _unit(k), exact=k.compare in ("count", "kernels"),
-                   decides=k.decides) for k in evidence.KINDS.values() if k.role in (TIMING, WORK, MEMORY))
+                   decides=k.decides) for k in evidence.KINDS.values() if k.role not in (evidence.LOAD, evidence.PROBE, evidence.INFO))
 PROBE = evidence.of_role(evidence.PROBE)[0].key
 
 

@@ -180,7 +180,8 @@ def _chart(h: History, records: list, kind, marks: list[Change], reference) -> s
             shape = (f'<line x1="{at:.1f}" y1="{TOP}" x2="{at:.1f}" y2="{HEIGHT - BOTTOM}" stroke="{color}" '
                      'stroke-width="2" stroke-dasharray="4 2"/>')
         right = at > LEFT + 0.6 * (WIDTH - LEFT - RIGHT)  # near the right edge: the label to the left
-        svg.append(f'<g class="change">{shape}<text x="{at - 3 if right else at + 3:.1f}" y="{TOP + 9}" '
+        label_y = TOP + 9 if c.regression else HEIGHT - BOTTOM - 4  # improvements below: two marks close by stay apart
+        svg.append(f'<g class="change">{shape}<text x="{at - 3 if right else at + 3:.1f}" y="{label_y}" '
                    f'text-anchor="{"end" if right else "start"}" style="fill:{color}">'
                    f"{_e(label)}</text><title>{_e(tip)}</title></g>")
     line = " ".join(f"{x(i):.1f},{y(m):.1f}" for i, m, *_ in points)

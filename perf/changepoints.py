@@ -178,19 +178,35 @@ def _series(history: History, cell: tuple, kind: Kind, per_host_speed: bool = Fa
 
 
 def _exact_changes(history: History, cell: tuple, kind: Kind) -> list[Change]:
+    """Every night whose count differs from the night before's (beyond the band the same code
+    varies by). A count with a breakdown on both nights names what changed and is judged as a
+    verdict judges it, by its estimated cost against the work threshold: a cheap change is none, a
+    costly one decides; without breakdowns (older results) a change is reported, not decided, as
+    the verdicts treat an entry without them."""
     index, values = _series(history, cell, kind)
+    table = evidence.KINDS[kind.key]
     out = []
     for i in range(1, len(index)):
         old, new = (statistics.median(values[j]) for j in (i - 1, i))
-        if abs(new - old) < baselines.LAUNCH_TOLERANCE:  # the same count: per-step means are floats
-            continue
-        detail = f"{_exact(new - old) if new < old else '+' + _exact(new - old)} {kind.unit}"
-        if kind.key == "launches_per_step":
-            kernels = [(history.nights[index[j]].cells[cell].get("profile") or {}).get("kernels") for j in (i - 1, i)]
+        if abs(new - old) < baselines.LAUNCH_TOLERANCE or math.isclose(new, old, rel_tol=evidence.COUNT_BAND):
+            continue  # the same count: per-step means are floats, and the same code varies within the band
+        records = [history.nights[index[j]].cells[cell] for j in (i - 1, i)]
+        detail, decided = f"{_exact(new - old) if new < old else '+' + _exact(new - old)} {kind.unit}", False
+        if table.compare == "kernels":
+            kernels = [(r.get("profile") or {}).get("kernels") for r in records]
             if all(kernels):
                 detail = verdicts.compare_kernels(kernels[1], kernels[0]).detail.partition("kernels changed: ")[2] or detail
+            decided = kind.decides
+        else:
+            sides = [evidence.side_of_record(r) for r in records]
+            verdict = verdicts.compare_work(table, sides[1], sides[0], baselines.DEFAULT_WORK_THRESHOLD)
+            if verdict.kind == verdicts.NO_CHANGE:
+                continue  # named, and too cheap to matter (under the work threshold): no change, as a verdict says
+            named = verdict.detail.partition("; ")[2]
+            detail = f"{detail}; {named}" if named else detail
+            decided = kind.decides and verdict.kind in verdicts.DECIDED
         out.append(Change(history.profile, history.model, cell[0], cell[1], kind, index[i - 1], index[i],
-                          new / old - 1, old=old, new=new, detail=detail, decided=kind.decides))
+                          new / old - 1, old=old, new=new, detail=detail, decided=decided))
     return out
 
 

@@ -171,8 +171,10 @@ def test_the_injected_python_work_is_found_at_the_run_it_began_and_ended_and_now
     assert sorted((c.after, c.batch_size) for c in ops) == [(injected[0], 1), (injected[0], 8),
                                                             (injected[-1] + 1, 1), (injected[-1] + 1, 8)]
     assert all(c.before == c.after - 1 and c.low is None for c in ops)  # exact, no interval
+    # These runs predate the counted cycles' breakdowns: a count change is reported, not decided
+    # (as a verdict treats an entry without them); with them it is named and costed (next test).
     up = {c.batch_size: c for c in ops if c.after == injected[0]}
-    assert up[1].regression and up[1].decided and up[1].new - up[1].old == pytest.approx(1000)  # 200 calls x 5 operators, bs=1
+    assert up[1].regression and not up[1].decided and up[1].new - up[1].old == pytest.approx(1000)  # 200 calls x 5 operators, bs=1
     assert up[8].new - up[8].old == pytest.approx(125)  # the same per step, over 8 rows
     assert all(not c.regression for c in ops if c.after == injected[-1] + 1)
     others = [c for c in found if c not in ops]
@@ -229,6 +231,16 @@ def test_a_new_kernel_is_named_and_the_gpu_history_reads_every_schema(tmp_path):
     assert up and all("nvjet" in c.detail and c.low is None for c in up)
 
 
+def test_a_costly_count_change_names_what_grew_and_decides(tmp_path):
+    """tests/data/h100-7b1-hostwork: H100 runs with and without PERF_INJECT=python-work (counted
+    cycles with breakdowns by function)."""
+    history.add(tmp_path, sorted((DATA / "h100-7b1-hostwork").glob("*.json")))
+    (h,) = history.load(tmp_path)
+    calls = [c for c in changepoints.changes(h) if c.kind.key == "python_calls_per_token"]
+    assert calls and all("extra_python_work" in c.detail and "estimated cost" in c.detail for c in calls)
+    assert any(c.regression and c.decided for c in calls)
+
+
 # -- the command ------------------------------------------------------------------------------------
 def test_changes_text_markdown_since_new_and_fail_on(tmp_path):
     store = tmp_path / "h"
@@ -246,7 +258,9 @@ def test_changes_text_markdown_since_new_and_fail_on(tmp_path):
     first = next(i for i, p in enumerate(CPU_RUNS) if _injected(p))
     assert cli("add", *CPU_RUNS[: first + 1], "--history", upto).returncode == 0
     tonight = cli("changes", "--history", upto, "--new", "--fail-on", "regression")
-    assert tonight.returncode == 1 and "aten ops" in tonight.stdout
+    assert "REGRESSION (not decided)" in tonight.stdout and "aten ops" in tonight.stdout
+    # and the peak memory step of r07 (scipy), confirmed by the nights since, is new tonight: it fails
+    assert tonight.returncode == 1 and "peak memory" in tonight.stdout
     assert f"and night {first + 1} (" in tonight.stdout
 
 

@@ -18,7 +18,7 @@ class BackendSpec:
     title: str  # the article's row name
     adapter: str  # "module:Class", imported in the worker
     multi_rank: bool = False  # runs as --world-size ranks (torchrun); else one process
-    # Loaded with the interpreter/PYTHONPATH of [tool.perf.backends.<id>] (perf/settings.py).
+    # Loaded with the interpreter/PYTHONPATH of [tool.perf.backends.<id>] (perf/backend_envs.py).
 
 
 BACKENDS: dict[str, BackendSpec] = {spec.id: spec for spec in (

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from perf import ab, files, table
+from perf import ab, files, outputs, table
 from perf import settings as settings_mod
 from perf.backends import BACKENDS
 from perf.baselines import BaselineError
+from perf.options import OptionError
 from perf.protocol import SPEED_TEST
 from perf.session import PerfSession
 
@@ -175,15 +176,15 @@ def pytest_collection_finish(session) -> None:
         try:
             perf.prepare_baselines()
             if perf.settings.update_baselines:
-                settings_mod.check_baseline_store(perf.settings.baselines_dir, perf.run.profile, perf.settings.model_name)
+                outputs.check_baseline_store(perf.settings.baselines_dir, perf.run.profile, perf.settings.model_name)
             elif perf.settings.require_baseline and perf.baseline is None:
-                raise pytest.UsageError(
+                raise OptionError(
                     f"--require-baseline: no baseline for hardware profile {perf.run.profile!r} and model "
                     f"{perf.settings.model_name!r} ({perf.baseline_file} does not exist); record one with "
                     "--update-baselines, or name a profile that has one with --hardware")
         except BaselineError as exc:
             pytest.exit(f"baseline file unusable: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
-        except pytest.UsageError as exc:
+        except OptionError as exc:
             pytest.exit(str(exc), returncode=pytest.ExitCode.USAGE_ERROR)
 
 

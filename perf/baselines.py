@@ -386,10 +386,12 @@ def update(path: Path, profile: str, model: str, entries: dict, mode: str = "yes
         data["schema"] = SCHEMA
         text = json.dumps(data, indent=1, allow_nan=False) + "\n"
         history_file = path.with_name(f"{model}.history.jsonl")
-        undo = files.append_lines(history_file, [json.dumps(h, allow_nan=False) for h in history])
+        appended = files.append_lines(history_file, [json.dumps(h, allow_nan=False) for h in history])
+        if appended.repaired:
+            notes.append(appended.repaired)
         try:
             files.write_atomically(path, text)
         except OSError:
-            undo()  # the history must not record a replacement that did not happen
+            appended.undo()  # the history must not record a replacement that did not happen
             raise
     return notes

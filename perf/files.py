@@ -130,6 +130,29 @@ def locked(path: Path):
         yield
 
 
+def claim(path: Path):
+    """Hold `.<name>.lock` beside `path` for as long as the returned file stays open (a process's
+    life): one writer of `path` at a time. Returns (the open lock file, None), or (None, the pid
+    of the process that holds it) without waiting."""
+    path = Path(path)
+    lock = open(path.with_name(f".{path.name}.lock"), "a+")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        holder = lock.read().strip() or "unknown"
+        lock.close()
+        return None, holder
+    try:  # who holds it, for the message of the one refused; a full disk may not take it
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"{os.getpid()}\n")
+        lock.flush()
+    except OSError:
+        pass
+    return lock, None
+
+
 def read_json(path: Path, error: type[Exception], what: str):
     """The strict JSON (no NaN or Infinity) in `path`, which should hold `what` ("the baseline
     file", "a results file"); anything else raises `error` with one line naming the path."""

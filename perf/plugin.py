@@ -38,9 +38,14 @@ def pytest_addoption(parser) -> None:
 
 def pytest_configure(config) -> None:
     # Every option is checked here, before collection and before any worker starts.
-    config.stash[RESULTS] = PerfSession(settings_mod.from_config(config))
+    config.stash[RESULTS] = perf = PerfSession(settings_mod.from_config(config))
     if hasattr(config, "workerinput"):
         _take_gpu_share(config.workerinput)
+    elif not (config.option.help or config.option.collectonly):  # the process that writes --results holds it
+        try:
+            perf.results_lock = outputs.claim_results(perf.settings.results)
+        except OptionError as exc:
+            raise pytest.UsageError(str(exc)) from None
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -102,6 +107,9 @@ def pytest_testnodedown(node, error) -> None:
         perf = node.config.stash[RESULTS]
         perf.run.merge(output["perf"])
         perf.baseline_notes += output.get("perf_baseline_notes", [])
+        failures = output.get("perf_write_failures", [])
+        perf.write_failures += failures  # a baseline this worker could not update: said, and the run fails
+        perf.unrecorded = perf.unrecorded or bool(failures)
 
 
 def session_backends(config) -> dict:
@@ -202,6 +210,7 @@ def pytest_sessionfinish(session) -> None:
     if hasattr(session.config, "workerinput"):  # an xdist worker: the controller writes
         session.config.workeroutput["perf"] = perf.run.worker_output()
         session.config.workeroutput["perf_baseline_notes"] = list(perf.baseline_notes)
+        session.config.workeroutput["perf_write_failures"] = [f for f in perf.write_failures if f.startswith("baseline ")]
         return
     if perf.run.profile is None:  # the xdist controller collected nothing itself
         perf.prepare_baselines()
@@ -220,11 +229,11 @@ def pytest_terminal_summary(terminalreporter, config) -> None:
         terminalreporter.write_line(line)
     if perf.write_failures:
         terminalreporter.section("perf: NOT WRITTEN", red=True)
-        for line in perf.write_failures:
+        for line in perf.write_failures + [perf.record_later()] * bool(perf.unrecorded):
             terminalreporter.write_line(line, red=True)
         if perf.unwritten:
             terminalreporter.write_line(perf.unwritten)
-    if not perf.unwritten:
+    if perf.results_at == s.results:
         terminalreporter.write_line(f"results file: {s.results}")
 
 

@@ -16,7 +16,32 @@ import argparse
 import sys
 from pathlib import Path
 
-from perf import baselines, results, verdicts
+from perf import baselines, outputs, results, verdicts
+from perf.options import OptionError
+
+
+def plan(paths: list[Path], store: Path) -> list[tuple[Path, dict, dict]]:
+    """Every results file read, checked and turned into entries before anything is written:
+    (path, run, {profile: {backend: {bsN: entry}}}); ResultsError or OptionError otherwise."""
+    for path in paths:
+        if outputs.store_file(path, store):
+            raise OptionError(f"{path}: inside the baseline store {store}, which this command rewrites; "
+                              "move the results file out of it first")
+    planned = []
+    for path in paths:
+        run = results.read(path)
+        if run.get("side_by_side"):
+            raise OptionError(f"{path}: a side-by-side run (pytest --base {run['side_by_side']['base']}): its cells "
+                              "alternate with another checkout's and are judged against it, not measured for a "
+                              "baseline (pytest refuses --base with --update-baselines too); record from a run without --base")
+        if run.get("hardware_profile") is None:
+            raise OptionError(f"{path}: no hardware profile (the run measured nothing?)")
+        by_profile = baselines.entries_from(run["tests"], run["fingerprint"], run["hardware_profile"],
+                                            date=run["started"])
+        for profile in by_profile:
+            outputs.check_baseline_store(store, profile, run["model"], option="--baselines")
+        planned.append((path, run, by_profile))
+    return planned
 
 
 def main(argv=None) -> int:
@@ -29,18 +54,11 @@ def main(argv=None) -> int:
     ap.add_argument("--force", action="store_true", help="also replace published entries; with --pool, pool anyway")
     args = ap.parse_args(argv)
     try:
-        planned = [(path, results.read(path)) for path in args.results]
-    except results.ResultsError as exc:
+        planned = plan(args.results, args.baselines)
+    except (results.ResultsError, OptionError) as exc:
         print(f"perf-record-baselines: {exc}", file=sys.stderr)
         return 2
-    per_file = []  # every file read and turned into entries before anything is written
-    for path, run in planned:
-        if run.get("hardware_profile") is None:
-            print(f"perf-record-baselines: {path}: no hardware profile (the run measured nothing?)", file=sys.stderr)
-            return 2
-        per_file.append(baselines.entries_from(run["tests"], run["fingerprint"], run["hardware_profile"],
-                                               date=run["started"]))
-    for (path, run), by_profile in zip(planned, per_file):
+    for path, run, by_profile in planned:
         if not by_profile:
             print(f"{path}: no measured ms/token record; nothing recorded")
         for profile, entries in by_profile.items():

@@ -22,7 +22,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from perf import baselines, files, results, synthetic, table, verdicts
+from perf import baselines, files, outputs, results, synthetic, table, verdicts
+from perf.options import OptionError
 from perf.correctness import THRESHOLDS
 from perf.protocol import SPEED_TEST
 from perf.verdicts import DECIDED, IMPROVEMENT, INCONCLUSIVE, REFUSED, REGRESSION
@@ -339,6 +340,22 @@ def _write_png(path: Path, draw) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def check_outputs(args) -> None:
+    """--out and --plot, before anything is read or written: writable, not the same file, and
+    none of the inputs, nor a file of a baseline store, nor a results or baseline file."""
+    inputs = {f"RESULTS file {p}": p for p in args.results}
+    against = Path(args.against) if args.against else None
+    inputs.update({"the --against file": against if against and not against.is_dir() else None,
+                   "the --article file": args.article, "the --baseline-only file": args.baseline_only})
+    if args.out and args.plot and outputs.same_file(args.out, args.plot):
+        raise OptionError(f"--out and --plot name one file ({args.out}); give each its own")
+    for option, path in (("--out", args.out), ("--plot", args.plot)):
+        if path is not None:
+            outputs.writable_file(option, path)
+            outputs.not_an_input(option, path, inputs, store=against if against and against.is_dir() else None)
+            outputs.not_a_suite_file(option, path)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="perf-report", description=__doc__.splitlines()[0])
     ap.add_argument("results", nargs="*", help="the suite's results file (--results); several files of one "
@@ -359,6 +376,7 @@ def main(argv=None) -> int:
                      "(or drop --baseline-only to render a run)")
     failed = 0
     try:
+        check_outputs(args)
         if args.baseline_only:
             text, counts = render_baseline(Path(args.baseline_only)), {}
         elif args.results:
@@ -375,7 +393,7 @@ def main(argv=None) -> int:
             files.write_atomically(Path(args.out), text)
         else:
             sys.stdout.write(text)
-    except ReportError as exc:
+    except (ReportError, OptionError) as exc:
         print(f"perf-report: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:

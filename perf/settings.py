@@ -14,7 +14,7 @@ from perf.backend_envs import BackendEnv, backend_envs, default_python
 from perf.models import resolve_model
 from perf.options import (Hostfile, OptionError, count, executable, parse_batch_sizes, parse_cpus, parse_hardware,
                           parse_max_memory, positive, update_mode, world_size_and_hostfile)
-from perf.outputs import writable_file
+from perf.outputs import not_an_input, writable_file
 
 DEFAULT_WORKER_TIMEOUT = 1800.0
 
@@ -153,7 +153,7 @@ def read_settings(opt, rootpath: Path) -> Settings:
     sizes = opt("--batch-sizes")
     world_size, hostfile = world_size_and_hostfile(opt("--world-size"), opt("--hostfile"))
     max_memory, cpus = opt("--max-memory"), opt("--cpus")
-    return Settings(
+    settings = Settings(
         model=model, model_name=name,
         batch_sizes=parse_batch_sizes(sizes) if sizes is not None else None,
         new_tokens=positive("--new-tokens", opt("--new-tokens")),
@@ -172,6 +172,18 @@ def read_settings(opt, rootpath: Path) -> Settings:
         max_memory=parse_max_memory(max_memory) if max_memory is not None else None,
         cpus=parse_cpus(cpus, hostfile) if cpus is not None else None,
     )
+    results_not_an_input(settings, rootpath)
+    return settings
+
+
+def results_not_an_input(s: Settings, rootpath: Path) -> None:
+    """--results is none of the files the run reads, nor a file of the baseline store."""
+    files = {"the --hostfile": s.hostfile and s.hostfile.path, "pyproject.toml (the backends' environments)":
+             rootpath / "pyproject.toml", "--base-python": s.base_python, "--head-python": s.head_python}
+    files.update({f"backend {backend_id}'s python": env.python for backend_id, env in s.backend_envs.items()})
+    model = Path(s.model)
+    folders = {"the --model folder": model} if model.is_absolute() and model.is_dir() else {}
+    not_an_input("--results", s.results, files, folders, store=s.baselines_dir)
 
 
 def side_by_side(opt) -> dict:

@@ -2,6 +2,7 @@
 that would overwrite inputs, baselines recorded on a busy host, which model an entry measured, runs
 that do not mix, messages that point at real files, and flags that do nothing in a run."""
 import json
+from pathlib import Path
 
 import pytest
 
@@ -91,3 +92,127 @@ def _fill(path) -> None:
                 f.write(b"x" * 1024)
         except OSError:
             pass
+
+
+# -- 2. no output is an input; one writer per results file ---------------------------------------------
+ACCEL = ["-k", "accel_bf16 and ms_per_token", "--batch-sizes", "1"]
+
+
+def _usage(run, message: str):
+    assert run.result.ret == pytest.ExitCode.USAGE_ERROR, run.result.stdout.str()[-2000:]
+    pytest.LineMatcher(run.result.stderr.lines + run.result.stdout.lines).fnmatch_lines([message])
+    assert run.loads() == []
+
+
+@pytest.mark.parametrize("target, message", [
+    ("store/cpu-x/tiny-bloom.json", "*--results *store/cpu-x/tiny-bloom.json: inside the baseline store *store, whose "
+                                    "profile folders hold only baseline files*write elsewhere*"),
+    ("store/cpu-x/tiny-bloom.history.jsonl", "*--results *tiny-bloom.history.jsonl: inside the baseline store*"),
+    ("store/cpu-x/tiny-bloom.json.lock", "*--results *tiny-bloom.json.lock: inside the baseline store*"),
+    ("model/config.json", "*--results *model/config.json: inside the --model folder (*model), an input of this command*"),
+    ("hostfile", "*--results *hostfile: that is the --hostfile, an input of this command; writing there would replace it*"),
+])
+def test_a_results_path_that_is_an_input_or_a_store_file_is_refused_before_any_load(run_perf, tmp_path, target, message):
+    import shutil
+    from perf.protocol import EMBEDDED_MODEL
+    store = tmp_path / "store" / "cpu-x"
+    store.mkdir(parents=True)
+    baseline = store / "tiny-bloom.json"
+    baseline.write_text('{"schema": 2, "profile": "cpu-x", "model": "tiny-bloom", "entries": {}}')
+    shutil.copytree(EMBEDDED_MODEL, tmp_path / "model")
+    (tmp_path / "hostfile").write_text("localhost slots=1\n")
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    run = run_perf(*ACCEL, "--results", str(tmp_path / target), "--baselines", str(tmp_path / "store"),
+                   "--hardware", "cpu-x", "--model", str(tmp_path / "model"), "--hostfile", str(tmp_path / "hostfile"),
+                   "--update-baselines")
+    _usage(run, message)
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and p in before} == before
+
+
+def test_a_results_file_another_run_is_writing_is_refused(run_perf, tmp_path):
+    results = tmp_path / "shared.json"
+    lock, holder = files.claim(results)  # this process stands for the other run
+    assert holder is None
+    try:
+        run = run_perf(*ACCEL, "--results", str(results))
+        import os
+        _usage(run, f"*--results {results}: another run (pid {os.getpid()}) is writing it now; give each run its own "
+                    "--results, or wait until that one ends*")
+    finally:
+        lock.close()
+    again, holder = files.claim(results)  # free again once its holder is gone
+    assert holder is None
+    again.close()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["R", "--out", "R"], "perf-report: --out R: that is RESULTS file R, an input of this command; writing there would "
+                          "replace it. Give another path"),
+    (["R", "--plot", "R"], "perf-report: --plot R: that is RESULTS file R, an input of this command*"),
+    (["R", "--out", "r.md", "--plot", "r.md"], "perf-report: --out and --plot name one file (r.md); give each its own"),
+    (["R", "--against", "B", "--out", "B"], "perf-report: --out B: that is the --against file, an input of this command*"),
+    (["R", "--against", "store", "--out", "store/cpu-x/m.json"], "perf-report: --out store/cpu-x/m.json: inside the "
+                                                                 "baseline store store*"),
+    (["R", "--out", "OTHER"], "perf-report: --out OTHER: holds a results file of this suite; writing there would "
+                              "replace it*"),
+    (["R", "--out", "B"], "perf-report: --out B: holds a baseline file of this suite*"),
+    (["R", "--out", "H"], "perf-report: --out H: a baseline history; writing there would replace it*"),
+    (["R", "--article", "B", "--out", "B"], "perf-report: --out B: that is the --article file*"),
+    (["--baseline-only", "B", "--out", "B"], "perf-report: --out B: that is the --baseline-only file*"),
+    (["R", "--out", "nowhere/r.md"], "perf-report: --out 'nowhere/r.md': folder nowhere does not exist*"),
+])
+def test_perf_report_never_writes_over_an_input_or_a_suite_file(tmp_path, monkeypatch, capsys, args, message):
+    from perf import report
+    monkeypatch.chdir(tmp_path)
+    names = {"R": DATA / "cpu-results.json", "OTHER": DATA / "cpu-results.json",
+             "B": next((DATA / "cpu-baselines").rglob("*.json")), "H": None}
+    for name, source in names.items():
+        (tmp_path / name).write_bytes(source.read_bytes() if source else b'{"replaced": "x"}\n')
+    (tmp_path / "H").rename(tmp_path / "m.history.jsonl")
+    args = ["m.history.jsonl" if a == "H" else a for a in args]
+    message = message.replace("--out H", "--out m.history.jsonl")
+    (tmp_path / "store" / "cpu-x").mkdir(parents=True)
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    assert report.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and pytest.LineMatcher([err.strip()]).fnmatch_lines([message]) is None
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+def test_perf_record_baselines_refuses_a_results_file_inside_its_store(tmp_path, capsys):
+    results = tmp_path / "store" / "cpu-x" / "tiny-bloom.json"
+    results.parent.mkdir(parents=True)
+    results.write_bytes((DATA / "cpu-results.json").read_bytes())
+    assert record.main([str(results), "--baselines", str(tmp_path / "store")]) == 2
+    assert capsys.readouterr().err == (f"perf-record-baselines: {results}: inside the baseline store {tmp_path / 'store'}, "
+                                       "which this command rewrites; move the results file out of it first\n")
+    assert results.read_bytes() == (DATA / "cpu-results.json").read_bytes()
+
+
+def test_perf_record_baselines_checks_the_store_before_writing_any_file(tmp_path, capsys):
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / json.loads((DATA / "cpu-results.json").read_text())["hardware_profile"]).write_text("a file")
+    assert record.main([str(DATA / "cpu-results.json"), "--baselines", str(store)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"perf-record-baselines: --baselines {store}: {store}/cpu-")
+    assert err.endswith(" is a file, where a folder of the store should be; move it away; or give another --baselines folder\n")
+    assert list(store.iterdir()) == [next(store.iterdir())]
+
+
+# -- 6. messages that point at real files -------------------------------------------------------------
+def test_a_full_disk_names_where_the_figures_went_and_how_to_record_them(run_perf, tmp_path):
+    with tmpfs(tmp_path / "full", "size=64k") as disk:
+        _fill(disk / "filler")
+        run = run_perf(*ACCEL, "--results", str(disk / "r.json"), "--baselines", str(disk / "store"),
+                       "--update-baselines=force")
+        out = run.result.stdout.str()
+    assert run.result.ret == pytest.ExitCode.TESTS_FAILED
+    copy = out.split("this run's figures are in ")[1].split()[0]
+    run.result.stdout.fnmatch_lines(["*perf: NOT WRITTEN*", "*baseline *store/*/tiny-bloom.json NOT updated with "
+                                     "accel_bf16/bs1: No space left on device*",
+                                     f"*the figures are in {copy}; record them later with: perf-record-baselines "
+                                     f"{copy} --baselines {disk / 'store'} --force*"])
+    assert "results file:" not in out
+    assert json.loads(Path(copy).read_text())["tests"][0]["outcome"] == "passed"
+    Path(copy).unlink()

@@ -239,6 +239,8 @@ def entry_from(record: dict, protocol: dict, fingerprint: dict, date: str | None
         "gpu_threshold": DEFAULT_GPU_THRESHOLD,
         "work_threshold": DEFAULT_WORK_THRESHOLD,
         "memory_threshold": DEFAULT_MEMORY_THRESHOLD if gpu else CPU_MEMORY_THRESHOLD,
+        # How many CPUs the worker could run on: what its host load (other_cpus) is a share of.
+        "worker_cpus": None if oom else record.get("worker_cpus"),
         "provenance": {"kind": "measured", "date": date or datetime.now(timezone.utc).isoformat(timespec="seconds"),
                        "commit": fingerprint.get("git_commit"), "versions": record.get("versions")},
         "protocol": protocol,
@@ -346,20 +348,36 @@ def already_pooled(old: dict, new: dict) -> bool:
 
 
 # -- updates ----------------------------------------------------------------------------------
-def update(path: Path, profile: str, model: str, entries: dict, mode: str = "yes", refuse=None) -> list[str]:
+NOT_RECORDED = "not recorded"  # how update's notes start for an entry it refused to write
+
+
+def update(path: Path, profile: str, model: str, entries: dict, mode: str = "yes", refuse=None,
+           busy=None) -> list[str]:
     """Merge {backend: {bsN: entry}} into the file; returns what was kept, replaced or pooled, to
     report. mode: "yes" replaces measured entries, "force" published ones too, "pool" adds to them
     unless `refuse(old, new)` gives a reason not to (perf.verdicts.pool_refusal: the run was a
-    REGRESSION or INCONCLUSIVE against the entry), "force-pool" adds to them anyway.
+    REGRESSION or INCONCLUSIVE against the entry), "force-pool" adds to them anyway. An entry
+    for which `busy(entry)` gives a reason (perf.verdicts.busy_refusal: the host was busy while it
+    was measured) is not written unless the mode is a forced one.
     A write that fails (a full disk) leaves the file and its history as they were, and raises OSError."""
     force = mode == "force"
     notes = []
     with files.locked(path):
         data = load(path) or {"schema": SCHEMA, "profile": profile, "model": model, "entries": {}}
-        history = []
+        history, changed = [], False
         for backend, sizes in entries.items():
             for key, entry in sizes.items():
                 old = data["entries"].get(backend, {}).get(key)
+                why = busy(entry) if busy else None
+                if why and not mode.startswith("force"):
+                    notes.append(f"{NOT_RECORDED}: {backend}/{key}, measured on a busy host ({why}); "
+                                 + ("the entry is kept as it was; " if old else "")
+                                 + "measure again on a quiet host, or record it anyway with --update-baselines="
+                                 + ("force-pool" if "pool" in mode else "force")
+                                 + " (perf-record-baselines --force)")
+                    continue
+                if why:
+                    notes.append(f"{backend}/{key} measured on a busy host ({why}), recorded as forced")
                 if old is not None and old["provenance"]["kind"] == "published" and not force:
                     notes.append(f"kept published {backend}/{key} (replace it with --update-baselines=force)")
                     continue
@@ -382,7 +400,10 @@ def update(path: Path, profile: str, model: str, entries: dict, mode: str = "yes
                     history.append({"replaced": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                                     "backend": backend, "entry_key": key, "entry": old})
                 data["entries"].setdefault(backend, {})[key] = entry
+                changed = True
                 notes.append(f"{done} {backend}/{key}")
+        if not changed:
+            return notes  # the file (or its absence) stays as it was
         data["schema"] = SCHEMA
         text = json.dumps(data, indent=1, allow_nan=False) + "\n"
         history_file = path.with_name(f"{model}.history.jsonl")

@@ -41,9 +41,10 @@ def pytest_configure(config) -> None:
     config.stash[RESULTS] = perf = PerfSession(settings_mod.from_config(config))
     if hasattr(config, "workerinput"):
         _take_gpu_share(config.workerinput)
-    elif not (config.option.help or config.option.collectonly):  # the process that writes --results holds it
+    elif not (config.option.help or config.option.collectonly):
         try:
-            perf.results_lock = outputs.claim_results(perf.settings.results)
+            _check_parallel_recording(config, perf.settings)
+            perf.results_lock = outputs.claim_results(perf.settings.results)  # held by the process that writes it
         except OptionError as exc:
             raise pytest.UsageError(str(exc)) from None
 
@@ -78,20 +79,37 @@ def pytest_xdist_make_scheduler(config, log):
     return ByBackend(config, log)
 
 
-def _take_gpu_share(workerinput: dict) -> None:
-    """Under pytest -n K, xdist worker i gets the i-th of K disjoint sets of the visible GPUs
-    (through CUDA_VISIBLE_DEVICES, which every backend worker it starts inherits)."""
+def _visible_gpus() -> list[str]:
+    """The GPUs this process may use, without importing torch: CUDA_VISIBLE_DEVICES, else nvidia-smi's list."""
     import os
     import subprocess
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None:
-        gpus = [g for g in visible.split(",") if g.strip()]
-    else:
-        try:
-            listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30).stdout
-        except (OSError, subprocess.SubprocessError):
-            listing = ""
-        gpus = [str(i) for i, line in enumerate(listing.splitlines()) if line.startswith("GPU ")]
+        return [g for g in visible.split(",") if g.strip()]
+    try:
+        listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        listing = ""
+    return [str(i) for i, line in enumerate(listing.splitlines()) if line.startswith("GPU ")]
+
+
+def _check_parallel_recording(config, settings) -> None:
+    """pytest -n K (K > 1) with --update-baselines: on a machine without GPUs the xdist workers'
+    cells measure at the same time on the same CPUs, and the baseline would keep that slowdown.
+    With GPUs each worker has its own; a cell whose host was busy is still refused (perf.verdicts.busy_refusal)."""
+    workers = len(config.getoption("tx", None) or [])
+    if settings.update_baselines and workers > 1 and not _visible_gpus():
+        raise OptionError(f"-n {workers} with --update-baselines on a machine without GPUs: the {workers} xdist "
+                          "workers would measure at the same time on the same CPUs, and the baseline would keep "
+                          "that slowdown; record without -n (or run with -n, then record a quiet run's results "
+                          "with perf-record-baselines)")
+
+
+def _take_gpu_share(workerinput: dict) -> None:
+    """Under pytest -n K, xdist worker i gets the i-th of K disjoint sets of the visible GPUs
+    (through CUDA_VISIBLE_DEVICES, which every backend worker it starts inherits)."""
+    import os
+    gpus = _visible_gpus()
     if not gpus:
         return  # CPU: the workers only run side by side
     index, count = int(workerinput["workerid"].removeprefix("gw")), workerinput["workercount"]
@@ -215,8 +233,8 @@ def pytest_sessionfinish(session) -> None:
     if perf.run.profile is None:  # the xdist controller collected nothing itself
         perf.prepare_baselines()
     perf.write_results()
-    if perf.write_failures and session.exitstatus == pytest.ExitCode.OK:
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED  # a run whose figures were not all kept fails
+    if (perf.write_failures or perf.refused_entries()) and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED  # a run whose figures were not all kept (or recorded) fails
 
 
 def pytest_terminal_summary(terminalreporter, config) -> None:

@@ -10,7 +10,9 @@ several runs into one baseline: with --pool each file, in the order given, adds 
 the entries (a file whose samples are already in an entry is not added twice). Entries go to
 `DIR/<hardware profile>/<model>.json` under the same rules as --update-baselines (lock, history,
 published entries kept unless --force); each entry is dated when its run started. Every file is
-read and checked before anything is written. Exit status 2 on bad input, with one line on stderr.
+read and checked before anything is written. An entry measured on a busy host (other processes
+on the worker's CPUs, or its main thread waiting for one) is not recorded unless --force: exit
+status 1 then. Exit status 2 on bad input, with one line on stderr.
 """
 import argparse
 import sys
@@ -51,13 +53,15 @@ def main(argv=None) -> int:
                     help="the store (default: ./baselines)")
     ap.add_argument("--pool", action="store_true", help="add the samples to the entries instead of replacing them, "
                                                          "unless the run was a REGRESSION or INCONCLUSIVE against them")
-    ap.add_argument("--force", action="store_true", help="also replace published entries; with --pool, pool anyway")
+    ap.add_argument("--force", action="store_true", help="also replace published entries, and record entries measured "
+                                                          "on a busy host; with --pool, pool anyway")
     args = ap.parse_args(argv)
     try:
         planned = plan(args.results, args.baselines)
     except (results.ResultsError, OptionError) as exc:
         print(f"perf-record-baselines: {exc}", file=sys.stderr)
         return 2
+    refused = False  # an entry measured on a busy host, left out
     for path, run, by_profile in planned:
         if not by_profile:
             print(f"{path}: no measured ms/token record; nothing recorded")
@@ -65,7 +69,9 @@ def main(argv=None) -> int:
             target = baselines.baseline_path(args.baselines, profile, run["model"])
             try:
                 mode = ("force-pool" if args.force else "pool") if args.pool else "force" if args.force else "yes"
-                notes = baselines.update(target, profile, run["model"], entries, mode, refuse=verdicts.pool_refusal)
+                notes = baselines.update(target, profile, run["model"], entries, mode, refuse=verdicts.pool_refusal,
+                                         busy=verdicts.busy_refusal)
+                refused = refused or any(note.startswith(baselines.NOT_RECORDED) for note in notes)
             except baselines.BaselineError as exc:  # the file is left as it was
                 print(f"perf-record-baselines: {exc}", file=sys.stderr)
                 return 2
@@ -73,7 +79,7 @@ def main(argv=None) -> int:
                 print(f"perf-record-baselines: cannot write {target}: {exc.strerror}; it is left as it was", file=sys.stderr)
                 return 2
             print(f"{path} -> {target}: " + "; ".join(notes))
-    return 0
+    return 1 if refused else 0
 
 
 if __name__ == "__main__":

@@ -106,11 +106,16 @@ class PerfSession:
             path = baselines.baseline_path(self.settings.baselines_dir, profile, self.settings.model_name)
             try:
                 self.baseline_notes += baselines.update(path, profile, self.settings.model_name, entries,
-                                                        self.settings.update_baselines, refuse=verdicts.pool_refusal)
+                                                        self.settings.update_baselines, refuse=verdicts.pool_refusal,
+                                                        busy=verdicts.busy_refusal)
             except OSError as exc:  # update() left the file and its history as they were
                 cells = ", ".join(f"{b}/{k}" for b, sizes in entries.items() for k in sizes)
                 self.write_failures.append(f"baseline {path} NOT updated with {cells}: {exc.strerror or exc}")
                 self.unrecorded = True
+
+    def refused_entries(self) -> list[str]:
+        """The baseline notes of entries --update-baselines was asked for and did not write."""
+        return [note for note in self.baseline_notes if note.startswith(baselines.NOT_RECORDED)]
 
     def record_later(self) -> str | None:
         """How to record the entries a failed baseline write left out, from wherever this run's

@@ -216,3 +216,39 @@ def test_a_full_disk_names_where_the_figures_went_and_how_to_record_them(run_per
     assert "results file:" not in out
     assert json.loads(Path(copy).read_text())["tests"][0]["outcome"] == "passed"
     Path(copy).unlink()
+
+
+# -- 3. no baseline recorded on a busy host --------------------------------------------------------
+DOUBLES = ["-p", "tests.doubles"]
+
+
+def test_a_baseline_measured_on_a_busy_host_is_not_recorded_unless_forced(run_perf, tmp_path, capsys):
+    store = tmp_path / "store"
+    args = [*DOUBLES, "-k", "double_busy_host and ms_per_token", "--batch-sizes", "1", "--baselines", str(store),
+            "--hardware", "cpu-x"]
+    refused = run_perf(*args, "--update-baselines")
+    assert refused.result.ret == pytest.ExitCode.TESTS_FAILED  # asked to record, and did not
+    refused.result.stdout.fnmatch_lines([
+        "*baseline not recorded: double_busy_host/bs1, measured on a busy host (*other processes used * of its * CPUs*); "
+        "measure again on a quiet host, or record it anyway with --update-baselines=force (perf-record-baselines --force)"])
+    assert not store.exists() or not list(store.rglob("*.json"))
+    results = tmp_path / "busy.json"
+    results.write_bytes(refused.results_path.read_bytes())
+    assert record.main([str(results), "--baselines", str(store)]) == 1
+    assert "not recorded: double_busy_host/bs1, measured on a busy host" in capsys.readouterr().out
+    assert record.main([str(results), "--baselines", str(store), "--force"]) == 0
+    assert "double_busy_host/bs1 measured on a busy host (" in capsys.readouterr().out
+    entry = baselines.load(store / "cpu-x" / "tiny-bloom.json")["entries"]["double_busy_host"]["bs1"]
+    assert entry["worker_cpus"] >= 1 and entry["samples"]["ms_per_token"]
+    forced = run_perf(*args, "--update-baselines=force")
+    assert forced.result.ret == pytest.ExitCode.OK
+    forced.result.stdout.fnmatch_lines(["*baseline double_busy_host/bs1 measured on a busy host (*), recorded as forced*"])
+
+
+def test_xdist_workers_recording_on_one_machine_without_gpus_is_refused(run_perf, monkeypatch):
+    from perf.plugin import _visible_gpus
+    if _visible_gpus():
+        pytest.skip("with GPUs each xdist worker measures on its own")
+    run = run_perf("-n", "2", "--update-baselines")
+    _usage(run, "*-n 2 with --update-baselines on a machine without GPUs: the 2 xdist workers would measure at the "
+                "same time on the same CPUs, and the baseline would keep that slowdown; record without -n*")

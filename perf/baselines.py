@@ -12,8 +12,10 @@ kernels (the GPU kernels of the profiled cycles: {"decode"|"prefill": {name: {"l
 machines), gpu_threshold (for GPU kernel time, default 0.02), memory_threshold (default 0.10),
 provenance ({"kind": "measured", "date", "commit", "versions", "runs", "first_date"} or
 {"kind": "published", "source", "as_published"}), and protocol {"new_tokens", "cycles",
-"prompts", "int8_method", "world_size", "max_memory", "cpus", "profile_cycles"} (cpus: the CPUs
---cpus pinned the worker to; absent or null: unpinned).
+"prompts", "int8_method", "world_size", "max_memory", "cpus", "profile_cycles", "model"} (cpus: the CPUs
+--cpus pinned the worker to; absent or null: unpinned; model: which model it measured,
+perf.models.model_identity, absent in entries recorded before it was kept). worker_cpus: how many
+CPUs the worker could run on (its host load is a share of them).
 
 Schema 1 files (before the host CPU and GPU evidence) are read as they are: their entries lack
 those samples, and verdicts say they judged on what the entry has. Updates write schema 2.
@@ -35,7 +37,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
-from perf import evidence, files
+from perf import evidence, files, models
 from perf.protocol import SPEED_TEST
 from perf.schema import Model, NonNegative, Positive, Samples
 
@@ -89,7 +91,13 @@ class Provenance(Model):
     runs: Annotated[int, Field(ge=1, strict=True)] | None = None
 
 
+class ModelIdentity(Model):
+    config: str
+    weights: str
+
+
 class Protocol(Model):
+    model: ModelIdentity | None = None
     new_tokens: Annotated[int, Field(gt=0, strict=True)]
     world_size: Annotated[int, Field(gt=0, strict=True)]
     cycles: Annotated[int, Field(gt=0, strict=True)] | None = None
@@ -208,7 +216,9 @@ def protocol_of(settings, info: dict) -> dict:
             # The host CPU paces small batches, and pinning changes which CPU: not comparable.
             # The set asked for (ranks take a share each), as two runs asking the same share alike.
             "cpus": list(settings.cpus) if settings.cpus else None,
-            "profile_cycles": settings.profile_cycles}
+            "profile_cycles": settings.profile_cycles,
+            # Which model (perf.models.model_identity): another one under the same name is not comparable.
+            "model": settings.model_identity}
 
 
 def protocol_differences(base: dict, protocol: dict) -> list[str]:
@@ -216,8 +226,12 @@ def protocol_differences(base: dict, protocol: dict) -> list[str]:
     against it, except "cpus": an entry without it ran unpinned. The cycle counts may differ."""
     keys = [k for k in ("new_tokens", "world_size", "int8_method", "max_memory") if k in base] + ["cpus"]
     shown = lambda k, v: "unpinned" if k == "cpus" and v is None else repr(v)  # noqa: E731
-    return [f"{k} {shown(k, protocol.get(k))} here, {shown(k, base.get(k))} in the baseline"
-            for k in keys if base.get(k) != protocol.get(k)]
+    differs = [f"{k} {shown(k, protocol.get(k))} here, {shown(k, base.get(k))} in the baseline"
+               for k in keys if base.get(k) != protocol.get(k)]
+    ours, theirs = protocol.get("model"), base.get("model")
+    if ours and theirs and not models.same_model(ours, theirs):
+        differs.insert(0, f"another model: {models.describe(ours)} here, {models.describe(theirs)} in the baseline")
+    return differs
 
 
 # -- entries from records ---------------------------------------------------------------------

@@ -269,6 +269,11 @@ def verdict_summary(perf: PerfSession) -> list[str]:
         pairs = f" [{ab.summary_line(rec)}]" if rec.get("ab") else ""
         if rec["verdict"] not in ("NO CHANGE", "NEW") or pairs:
             lines.append(f"  {rec['backend']} bs={rec['batch_size']}{pairs}: {rec['verdict_detail']}")
+    unknown = sum(1 for rec in judged if (rec.get("baseline") or {}).get("model_known") is False)
+    if unknown:
+        lines.append(f"  {unknown} baseline entries do not say which model they measured (recorded before entries "
+                     f"kept it): another model named {perf.settings.model_name!r} would not be noticed; re-record "
+                     "them with --update-baselines")
     if "NEW" in counts and not perf.settings.update_baselines:
         lines.append(f"  {counts['NEW']} entries have no baseline: record them with "
                      f"`pytest perf --update-baselines` (writes {perf.baseline_file})")

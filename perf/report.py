@@ -135,6 +135,10 @@ def render(run: dict, base: dict | None, described: str) -> tuple[str, dict, int
              f"deepspeed {fp['versions'].get('deepspeed')}), against {described}; "
              f"{run['protocol']['new_tokens']} new tokens, median of {run['protocol']['cycles']} cycles"
              + (f"; workers pinned to CPU {','.join(map(str, cpus))}." if cpus else "."), ""]
+    unknown = sum(1 for rec in records if rec.get("_entry") and not rec["_entry"]["protocol"].get("model"))
+    if unknown:
+        lines += [f"{unknown} baseline entries do not say which model they measured (recorded before entries kept "
+                  f"it): another model named `{run['model']}` would not be noticed; re-record them.", ""]
     for t in table.speed_tables(records, run["model"], run["protocol"]["new_tokens"], run["protocol"]["cycles"],
                                 markdown=True):
         lines += t.lines() + [""]

@@ -211,7 +211,7 @@ class Run:
         return {
             "schema": SCHEMA,
             "started": self.started.isoformat(timespec="seconds"),
-            "model": s.model_name, "model_path": s.model,
+            "model": s.model_name, "model_path": s.model, "model_identity": s.model_identity,
             "protocol": {"new_tokens": s.new_tokens, "cycles": s.cycles, "warmup_cycles": 1,
                          "profile_cycles": s.profile_cycles, "batch_sizes": s.batch_sizes,
                          "cpus": list(s.cpus) if s.cpus else None},

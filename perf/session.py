@@ -89,7 +89,8 @@ class PerfSession:
         record.update(verdict.record_fields())
         if entry is not None and ab_verdict is None:
             record["baseline"] = {"ms_per_token": entry["ms_per_token"], "outcome": entry["outcome"],
-                                  "provenance": entry["provenance"]["kind"]}
+                                  "provenance": entry["provenance"]["kind"],
+                                  "model_known": bool(entry["protocol"].get("model"))}
         return verdict
 
     def assert_verdict(self, verdict: Verdict) -> None:

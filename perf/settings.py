@@ -11,7 +11,7 @@ import pytest
 
 from perf import protocol
 from perf.backend_envs import BackendEnv, backend_envs, default_python
-from perf.models import resolve_model
+from perf.models import checkpoint_identity, resolve_model
 from perf.options import (Hostfile, OptionError, count, executable, parse_batch_sizes, parse_cpus, parse_hardware,
                           parse_max_memory, positive, update_mode, world_size_and_hostfile)
 from perf.outputs import not_an_input, writable_file
@@ -23,6 +23,7 @@ DEFAULT_WORKER_TIMEOUT = 1800.0
 class Settings:
     model: str  # what from_pretrained gets: a folder or a cached HF id
     model_name: str  # how results and baselines name it
+    model_identity: dict | None = field(default=None, kw_only=True)  # perf.models.model_identity; synthetic: once built
     batch_sizes: list[int] | None  # None: the device's default, decided at collection
     new_tokens: int
     cycles: int
@@ -150,11 +151,12 @@ def read_settings(opt, rootpath: Path) -> Settings:
         raise OptionError("--base with --update-baselines: a side-by-side run judges head against base and "
                           "records no baseline; leave out one of them")
     model, name = resolve_model(opt("--model"))
+    identity = checkpoint_identity(model, opt("--model"))  # what it lacks, said before any backend loads
     sizes = opt("--batch-sizes")
     world_size, hostfile = world_size_and_hostfile(opt("--world-size"), opt("--hostfile"))
     max_memory, cpus = opt("--max-memory"), opt("--cpus")
     settings = Settings(
-        model=model, model_name=name,
+        model=model, model_name=name, model_identity=identity,
         batch_sizes=parse_batch_sizes(sizes) if sizes is not None else None,
         new_tokens=positive("--new-tokens", opt("--new-tokens")),
         cycles=positive("--cycles", opt("--cycles")),

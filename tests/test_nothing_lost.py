@@ -252,3 +252,99 @@ def test_xdist_workers_recording_on_one_machine_without_gpus_is_refused(run_perf
     run = run_perf("-n", "2", "--update-baselines")
     _usage(run, "*-n 2 with --update-baselines on a machine without GPUs: the 2 xdist workers would measure at the "
                 "same time on the same CPUs, and the baseline would keep that slowdown; record without -n*")
+
+
+# -- 4. an entry knows which model it measured; 6. a folder that cannot load says what it lacks ------
+def _other_model(folder):
+    """A BLOOM of another shape (4 layers instead of 3) in a folder: what a mix-up of folders gives."""
+    import shutil
+
+    import torch
+    from transformers import BloomConfig, BloomForCausalLM
+
+    from perf.protocol import EMBEDDED_MODEL
+    config = BloomConfig.from_pretrained(EMBEDDED_MODEL)
+    config.n_layer = 4
+    torch.manual_seed(0)
+    BloomForCausalLM(config).save_pretrained(folder)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        shutil.copy(EMBEDDED_MODEL / name, folder / name)
+    return folder
+
+
+def test_another_model_under_the_same_name_is_refused_and_old_entries_say_they_cannot_tell(run_perf, tmp_path):
+    store = tmp_path / "store"
+    args = [*ACCEL, "--baselines", str(store), "--hardware", "cpu-x"]
+    run_perf(*args, "--update-baselines=force").result.assert_outcomes(passed=1)
+    path = store / "cpu-x" / "tiny-bloom.json"
+    recorded = json.loads(path.read_text())["entries"]["accel_bf16"]["bs1"]["protocol"]["model"]
+    assert recorded["layers"] == 3 and len(recorded["config"]) == len(recorded["weights"]) == 12
+    other = _other_model(tmp_path / "elsewhere" / "tiny-bloom")  # another model, the same name
+    run = run_perf(*args, "--model", str(other))
+    assert run.tests()[0]["verdict"] == "REFUSED" and run.results["model_identity"]["layers"] == 4
+    run.result.stdout.fnmatch_lines(["*accel_bf16 bs=1: REFUSED: not comparable: another model: 4 layers, hidden 128, "
+                                     "0.9M parameters (config *, weights *) here, 3 layers, hidden 128, 0.7M parameters "
+                                     "(config *, weights *) in the baseline*"])
+    data = json.loads(path.read_text())  # an entry recorded before entries kept the model
+    del data["entries"]["accel_bf16"]["bs1"]["protocol"]["model"]
+    path.write_text(json.dumps(data))
+    run = run_perf(*args, "--model", str(other))
+    assert run.tests()[0]["verdict"] != "REFUSED"
+    run.result.stdout.fnmatch_lines(["*1 baseline entries do not say which model they measured (recorded before entries "
+                                     "kept it): another model named 'tiny-bloom' would not be noticed; re-record them*"])
+
+
+def test_pooling_another_model_is_refused_with_the_reason(tmp_path):
+    from perf import models
+    ours, theirs = entry(runs=1), entry(runs=1, wall=20.1)
+    ours["protocol"] = {**ours["protocol"], "model": {"config": "a" * 12, "weights": "b" * 12, "layers": 3,
+                                                      "hidden_size": 128, "parameters": 660864}}
+    theirs["protocol"] = {**theirs["protocol"], "model": {**ours["protocol"]["model"], "weights": "c" * 12, "layers": 24}}
+    path = tmp_path / "p" / "m.json"
+    baselines.update(path, "p", "m", {"a": {"bs1": ours}})
+    notes = baselines.update(path, "p", "m", {"a": {"bs1": theirs}}, "pool")
+    assert notes == [f"kept a/bs1, not pooled: not comparable: another model: {models.describe(theirs['protocol']['model'])} "
+                     f"here, {models.describe(ours['protocol']['model'])} in the baseline (replace it with --update-baselines)"]
+
+
+def _copy_model(tmp_path):
+    import shutil
+
+    from perf.protocol import EMBEDDED_MODEL
+    return shutil.copytree(EMBEDDED_MODEL, tmp_path / "m")
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda m: (m / "model.safetensors").unlink(),
+     "*m holds no weights (model.safetensors, model.safetensors.index.json with its shards, or pytorch_model.bin)*"),
+    (lambda m: (m / "model.safetensors").write_bytes((m / "model.safetensors").read_bytes()[:1_000_000]),
+     "*model.safetensors is not a whole safetensors file: 1000000 bytes, its header needs 2647904 (38% there); copy it "
+     "again*"),
+    (lambda m: (m / "model.safetensors").write_bytes(b"\x00" * 4),
+     "*model.safetensors is not a whole safetensors file: too short for its own header*"),
+    (lambda m: (m / "tokenizer.json").unlink(), "*m has no tokenizer.json (BLOOM's tokenizer)*"),
+    (lambda m: (m / "tokenizer.json").write_text('{"version": "1.0", "trunc'), "*tokenizer.json is not a readable tokenizer*"),
+    (lambda m: (m / "model.safetensors.index.json").write_text(
+        '{"weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}'),
+     "*model.safetensors.index.json names 2 weight file(s), and 2 are not in *m (model-00001-of-00002.safetensors, "
+     "model-00002-of-00002.safetensors); copy them too*"),
+    (lambda m: (m / "model.safetensors.index.json").write_text('["x"]'), "*model.safetensors.index.json is not a weight index*"),
+    (lambda m: ((m / "model.safetensors").unlink(), (m / "pytorch_model.bin").write_bytes(b"PK\x03\x04 cut")),
+     "*pytorch_model.bin is not a whole PyTorch weight file (cut short?)*"),
+])
+def test_a_model_folder_that_cannot_load_says_what_it_lacks_before_any_backend_loads(run_perf, tmp_path, damage, message):
+    model = _copy_model(tmp_path)
+    damage(model)
+    _usage(run_perf(*ACCEL, "--model", str(model)), f"*--model '{model}': {message}")
+
+
+def test_a_whole_pytorch_bin_checkpoint_is_accepted_and_identified(tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    from perf import models
+    model = _copy_model(tmp_path)
+    torch.save(load_file(model / "model.safetensors"), model / "pytorch_model.bin")
+    (model / "model.safetensors").unlink()
+    identity = models.check_checkpoint(model, "--model m")
+    assert identity["layers"] == 3 and identity["parameters"] is None

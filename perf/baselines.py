@@ -39,7 +39,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from perf import evidence, files, models
 from perf.protocol import SPEED_TEST
-from perf.schema import Model, NonNegative, Positive, Samples
+from perf.schema import Model, ModelIdentity, NonNegative, Positive, Samples
 
 SCHEMA = 2
 READABLE_SCHEMAS = (1, 2)
@@ -89,11 +89,6 @@ class Counted(Model):
 class Provenance(Model):
     kind: Literal["measured", "published"]
     runs: Annotated[int, Field(ge=1, strict=True)] | None = None
-
-
-class ModelIdentity(Model):
-    config: str
-    weights: str
 
 
 class Protocol(Model):

@@ -82,6 +82,14 @@ def base_side(run: dict, against: str | None) -> tuple[dict | None, str]:
         raise ReportError(f"{exc} (--against takes a baseline folder, a baseline file or a results file)") from None
     if other["model"] != run["model"]:
         raise ReportError(f"{path}: results of model {other['model']!r}, but RESULTS are {run['model']!r}")
+    if other.get("side_by_side"):
+        raise ReportError(f"{path}: a side-by-side run (--base {other['side_by_side']['base']}): its cycles alternated "
+                          "with another checkout's; compare against a run without --base, or render it on its own")
+    differs = [d for d in results.run_differences(run, other)
+               if not d.startswith(("cycles ", "profile cycles ", "--cpus "))]
+    if differs:  # the cycle counts may differ, as against a baseline; --cpus is judged cell by cell (not comparable)
+        raise ReportError(f"{path}: not comparable with RESULTS: " + "; ".join(differs) + " (for a comparison "
+                          "across hardware, use --article)")
     entries = {}
     for (backend, size), rec in table.speed_records(other["tests"]).items():
         if "protocol" in rec and (rec.get("ms_per_token") is not None or rec["outcome"] == "oom"):
@@ -385,6 +393,10 @@ def main(argv=None) -> int:
             text, counts = render_baseline(Path(args.baseline_only)), {}
         elif args.results:
             run = read_run([Path(p) for p in args.results])
+            if run.get("side_by_side") and args.against:
+                raise ReportError(f"--against {args.against} with a side-by-side run (pytest --base "
+                                  f"{run['side_by_side']['base']}): its verdicts are against its base, so --against "
+                                  "would do nothing; drop --against")
             base, described = base_side(run, args.against)
             text, counts, failed = render(run, base, described)
             if args.article:

@@ -348,3 +348,65 @@ def test_a_whole_pytorch_bin_checkpoint_is_accepted_and_identified(tmp_path):
     (model / "model.safetensors").unlink()
     identity = models.check_checkpoint(model, "--model m")
     assert identity["layers"] == 3 and identity["parameters"] is None
+
+
+# -- 5. runs that do not mix -------------------------------------------------------------------------
+def _variant(tmp_path, name, change) -> str:
+    data = json.loads((DATA / "cpu-results.json").read_text())
+    change(data)
+    path = tmp_path / name
+    path.write_text(json.dumps(data))
+    return str(path)
+
+
+IDENTITY = {"config": "a" * 12, "weights": "b" * 12, "layers": 3, "hidden_size": 128, "parameters": 660864}
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: d.update(side_by_side={"base": "../base"}), "kind 'side by side with ../base' vs 'against baselines'"),
+    (lambda d: d["protocol"].update(new_tokens=10), "new tokens 10 vs 100"),
+    (lambda d: d.update(hardware_profile="1xH200"), "hardware profile '1xH200' vs 'cpu-amd-epyc-2c'"),
+    (lambda d: d.update(model_identity={**IDENTITY, "layers": 24, "weights": "c" * 12}),
+     "another model under one name: 24 layers, hidden 128, 0.7M parameters (config aaaaaaaaaaaa, weights cccccccccccc) "
+     "vs 3 layers, hidden 128, 0.7M parameters (config aaaaaaaaaaaa, weights bbbbbbbbbbbb)"),
+])
+def test_perf_report_refuses_to_merge_runs_that_do_not_mix_naming_what_differs(tmp_path, capsys, change, message):
+    from perf import report
+    first = _variant(tmp_path, "first.json", lambda d: d.update(model_identity=IDENTITY))
+    second = _variant(tmp_path, "second.json", lambda d: (d.update(model_identity=IDENTITY), change(d)))
+    assert report.main([first, second]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"perf-report: {second} and {first} are not one run: {message}. Only files of one run (split over "
+                   "calls with -k) merge: report each on its own\n")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["OTHER_PROFILE"], "not comparable with RESULTS: hardware profile 'cpu-amd-epyc-2c' vs '1xH200' (for a comparison "
+                        "across hardware, use --article)"),
+    (["SIDE_BY_SIDE"], "a side-by-side run (--base ../base): its cycles alternated with another checkout's; compare "
+                       "against a run without --base, or render it on its own"),
+])
+def test_perf_report_against_another_run_refuses_one_that_does_not_compare(tmp_path, capsys, args, message):
+    from perf import report
+    change = {"OTHER_PROFILE": lambda d: d.update(hardware_profile="1xH200"),
+              "SIDE_BY_SIDE": lambda d: d.update(side_by_side={"base": "../base"})}[args[0]]
+    other = _variant(tmp_path, "o.json", change)
+    assert report.main([str(DATA / "cpu-results.json"), "--against", other]) == 2
+    assert capsys.readouterr().err == f"perf-report: {other}: {message}\n"
+
+
+def test_perf_report_against_with_a_side_by_side_run_says_it_would_do_nothing(tmp_path, capsys):
+    from perf import report
+    sbs = _variant(tmp_path, "sbs.json", lambda d: d.update(side_by_side={"base": "../base"}))
+    assert report.main([sbs, "--against", str(DATA / "cpu-baselines")]) == 2
+    assert capsys.readouterr().err == (f"perf-report: --against {DATA / 'cpu-baselines'} with a side-by-side run (pytest "
+                                       "--base ../base): its verdicts are against its base, so --against would do "
+                                       "nothing; drop --against\n")
+
+
+def test_perf_record_baselines_refuses_a_side_by_side_run(tmp_path, capsys):
+    sbs = _variant(tmp_path, "sbs.json", lambda d: d.update(side_by_side={"base": "../base"}))
+    assert record.main([sbs, "--baselines", str(tmp_path / "store")]) == 2
+    assert capsys.readouterr().err.startswith(f"perf-record-baselines: {sbs}: a side-by-side run (pytest --base ../base): "
+                                              "its cells alternate with another checkout's")
+    assert not (tmp_path / "store").exists()

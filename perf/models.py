@@ -11,7 +11,7 @@ import zipfile
 from pathlib import Path
 
 from perf import synthetic
-from perf.options import OptionError
+from perf.options import NAME_MAX, OptionError
 from perf.protocol import EMBEDDED_MODEL
 
 
@@ -26,9 +26,13 @@ def resolve_model(text: str | None) -> tuple[str, str]:
             raise OptionError(f"--model {text!r}: {exc}") from None
         return text, name  # built at the session's first load (perf/conftest.py)
     path = Path(text).expanduser()
-    looks_like_path = path.is_absolute() or text.startswith((".", "~")) or path.exists()
+    try:
+        looks_like_path = path.is_absolute() or text.startswith((".", "~")) or path.exists()
+        is_dir = path.is_dir()
+    except OSError as exc:  # a name too long, a loop of links...
+        raise OptionError(f"--model {text!r}: {exc.strerror}; give a folder holding a BLOOM checkpoint") from None
     if looks_like_path or text.count("/") > 1:
-        if not path.is_dir():
+        if not is_dir:
             raise OptionError(f"--model {text!r}: no such folder; give a folder holding a "
                               "BLOOM checkpoint (config.json, weights, tokenizer) or a cached HF id")
         config = path / "config.json"
@@ -52,6 +56,11 @@ def resolve_model(text: str | None) -> tuple[str, str]:
     if model_type != "bloom":
         raise OptionError(f"--model {text!r}: {config} says model_type {model_type!r}; "
                           "this suite runs BLOOM checkpoints (model_type 'bloom')")
+    longest = f"{name}.history.jsonl.torn"  # the longest file name of its baselines
+    if len(longest.encode()) > NAME_MAX:
+        raise OptionError(f"--model {text!r}: a name of {len(name.encode())} bytes; its baseline files are named after "
+                          f"it ({longest[:12]}...), and a file name may have at most {NAME_MAX}: rename the folder "
+                          f"to under {NAME_MAX - len(longest) + len(name)} characters")
     # Absolute: workers run in their log folder.
     return (str(path.resolve()) if looks_like_path else text), name
 

@@ -6,15 +6,28 @@ import os
 from pathlib import Path
 
 from perf import files
-from perf.options import OptionError
+from perf.options import NAME_MAX, OptionError
+
+NAME_ROOM = 32  # what the temporary and lock files beside an output add to its name
 
 
 def writable_file(option: str, text: str) -> Path:
     """A file the run will write: its folder exists and takes files, and it is not a folder."""
+    try:
+        return _writable_file(option, text)
+    except OSError as exc:  # a folder name too long, a loop of links...
+        raise OptionError(f"{option} {text!r}: {exc.strerror}; give another path") from None
+
+
+def _writable_file(option: str, text: str) -> Path:
     if not text.strip():
         raise OptionError(f"{option} {text!r}: give a file path, e.g. {option} perf-results.json")
     path = Path(text).expanduser()
     folder = path.parent if str(path.parent) else Path(".")
+    if len(path.name.encode()) > NAME_MAX - NAME_ROOM:
+        raise OptionError(f"{option} '{path.name[:20]}...': a file name of {len(path.name.encode())} bytes; the run "
+                          f"writes files named after it (.NAME.PID.tmp, .NAME.lock), and a name may have at most "
+                          f"{NAME_MAX}: give a name under {NAME_MAX - NAME_ROOM}")
     if path.is_dir():
         raise OptionError(f"{option} {text!r}: a folder; give a file path inside it, e.g. {option} {path / 'perf-results.json'}")
     if not folder.is_dir():
@@ -25,11 +38,26 @@ def writable_file(option: str, text: str) -> Path:
     return path
 
 
+def store_folder(option: str, text: str) -> Path:
+    """--baselines: a folder, or a path where one can be made (it may not exist yet)."""
+    path = Path(text).expanduser()
+    try:
+        if path.exists() and not path.is_dir():
+            raise OptionError(f"{option} {text!r}: a file, where the baseline store (a folder) should be; "
+                              "give a folder")
+    except OSError as exc:  # a name too long, a loop of links...
+        raise OptionError(f"{option} {text!r}: {exc.strerror}; give another folder") from None
+    return path
+
+
 def check_baseline_store(store: Path, profile: str, model: str, option: str = "--update-baselines with --baselines") -> None:
     """The store's profile folder, the file, its lock and its history can be written (or made),
     before any model loads or any file is written. OptionError naming the path otherwise."""
     folder = Path(store) / profile
-    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    try:
+        existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    except OSError as exc:
+        raise OptionError(f"{option} {store}: {exc.strerror}; give another --baselines folder") from None
     targets = [folder / f"{model}.json", folder / f"{model}.json.lock", folder / f"{model}.history.jsonl"]
     denied = " (permissions, or a read-only file system)"
     if existing is not None and not existing.is_dir():

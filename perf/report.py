@@ -36,12 +36,14 @@ class ReportError(Exception):
 def read_baseline(path: Path, what: str) -> dict:
     """A baseline file, validated."""
     path = Path(path)
-    if not path.exists():
+    if not _exists(path):
         raise ReportError(f"{path}: cannot read {what}: no such file")
     try:
         return baselines.load(path)
     except baselines.BaselineError as exc:
         raise ReportError(str(exc)) from None
+    except OSError as exc:  # a name too long, a loop of links...
+        raise ReportError(f"{path}: cannot read {what}: {exc.strerror}") from None
 
 
 def read_run(paths: list[Path]) -> dict:
@@ -60,9 +62,9 @@ def base_side(run: dict, against: str | None) -> tuple[dict | None, str]:
     if against is None:
         return None, "no baseline"
     path = Path(against)
-    if path.is_dir():
+    if _is_dir(path):
         file = baselines.baseline_path(path, run["hardware_profile"], run["model"])
-        if not file.exists():
+        if not _exists(file):
             raise ReportError(f"{path}: no baseline for profile {run['hardware_profile']!r} and model "
                               f"{run['model']!r} (expected {file})")
         path = file
@@ -96,6 +98,20 @@ def base_side(run: dict, against: str | None) -> tuple[dict | None, str]:
             entries.setdefault(backend, {})[baselines.entry_key(size)] = \
                 baselines.entry_from(rec, rec["protocol"], other["fingerprint"])
     return entries, f"run `{path}`"
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:  # a name too long: not a folder; reading it says why
+        return False
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:
+        return True  # reading it says why
 
 
 def judged(run: dict, base: dict | None) -> list[dict]:
@@ -357,14 +373,15 @@ def check_outputs(args) -> None:
     none of the inputs, nor a file of a baseline store, nor a results or baseline file."""
     inputs = {f"RESULTS file {p}": p for p in args.results}
     against = Path(args.against) if args.against else None
-    inputs.update({"the --against file": against if against and not against.is_dir() else None,
+    store = against if against and _is_dir(against) else None
+    inputs.update({"the --against file": against if against and not store else None,
                    "the --article file": args.article, "the --baseline-only file": args.baseline_only})
     if args.out and args.plot and outputs.same_file(args.out, args.plot):
         raise OptionError(f"--out and --plot name one file ({args.out}); give each its own")
     for option, path in (("--out", args.out), ("--plot", args.plot)):
         if path is not None:
             outputs.writable_file(option, path)
-            outputs.not_an_input(option, path, inputs, store=against if against and against.is_dir() else None)
+            outputs.not_an_input(option, path, inputs, store=store)
             outputs.not_a_suite_file(option, path)
 
 

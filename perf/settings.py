@@ -14,7 +14,7 @@ from perf.backend_envs import BackendEnv, backend_envs, default_python
 from perf.models import checkpoint_identity, resolve_model
 from perf.options import (Hostfile, OptionError, count, executable, parse_batch_sizes, parse_cpus, parse_hardware,
                           parse_max_memory, positive, update_mode, world_size_and_hostfile)
-from perf.outputs import not_an_input, writable_file
+from perf.outputs import not_an_input, store_folder, writable_file
 
 DEFAULT_WORKER_TIMEOUT = 1800.0
 
@@ -163,7 +163,7 @@ def read_settings(opt, rootpath: Path) -> Settings:
         results=writable_file("--results", opt("--results")),
         worker_timeout=positive("--worker-timeout", opt("--worker-timeout"), float),
         backend_envs=backend_envs(rootpath / "pyproject.toml", dict(os.environ)),
-        baselines_dir=Path(opt("--baselines")) if opt("--baselines") else rootpath / "baselines",
+        baselines_dir=store_folder("--baselines", opt("--baselines")) if opt("--baselines") else rootpath / "baselines",
         hardware=parse_hardware(opt("--hardware")),
         profile_cycles=count("--profile-cycles", opt("--profile-cycles")),
         update_baselines=update_mode(opt("--update-baselines")),

@@ -410,3 +410,94 @@ def test_perf_record_baselines_refuses_a_side_by_side_run(tmp_path, capsys):
     assert capsys.readouterr().err.startswith(f"perf-record-baselines: {sbs}: a side-by-side run (pytest --base ../base): "
                                               "its cells alternate with another checkout's")
     assert not (tmp_path / "store").exists()
+
+
+# -- 6. every config value type-checked with its key named; names the disk cannot take --------------
+@pytest.mark.parametrize("toml, message", [
+    ('[tool.perf.backends.ds_fp16]\npythonpath = 5\n', "[tool.perf.backends.ds_fp16]: key pythonpath is 5, not a string "
+                                                       "or a list of strings; e.g. pythonpath = "),
+    ('[tool.perf.backends.ds_fp16]\npythonpath = ["/a", 1]\n', "key pythonpath is ['/a', 1], not a string or a list"),
+    ('[tool.perf.backends.ds_fp16]\npython = ["/usr/bin/python3"]\n', "[tool.perf.backends.ds_fp16]: key python is "
+                                                                     "['/usr/bin/python3'], not a string"),
+    ('[tool.perf.backends]\nds_fp16 = "/opt/t4"\n', "[tool.perf.backends.ds_fp16]: '/opt/t4', not a table; write "
+                                                   "[tool.perf.backends.ds_fp16] with keys python and/or pythonpath"),
+    ('[tool.perf]\nbackends = ["ds_fp16"]\n', "'tool.perf.backends' is ['ds_fp16'], not a table"),
+    ('[tool]\nperf = 1\n', "'tool.perf' is 1, not a table"),
+    ('[tool.perf.backends.ds_fp16]\npython = "/no/such/python"\n', "backend ds_fp16: python '/no/such/python' (from "
+                                                                  "*pyproject.toml [tool.perf.backends.ds_fp16] key python) "
+                                                                  "is not an executable file"),
+])
+def test_every_backend_environment_value_is_type_checked_with_its_key(tmp_path, toml, message):
+    from perf.backend_envs import backend_envs
+    from perf.options import OptionError
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text(toml)
+    with pytest.raises(OptionError) as error:
+        backend_envs(pyproject, {})
+    text = str(error.value)
+    assert str(pyproject) in text and all(part in text for part in message.split("*")), text
+
+
+def test_a_bad_backend_environment_variable_names_the_variable(tmp_path):
+    from perf.backend_envs import backend_envs
+    from perf.options import OptionError
+    with pytest.raises(OptionError, match=r"backend zero_bf16: python '/nope' \(from environment variable "
+                                          r"PERF_BACKEND_ZERO_BF16_PYTHON\) is not an executable file"):
+        backend_envs(tmp_path / "none.toml", {"PERF_BACKEND_ZERO_BF16_PYTHON": "/nope"})
+
+
+def test_a_wrong_type_in_the_rootdirs_pyproject_is_a_usage_error_not_an_internal_error(pytester, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    pytester.makepyprojecttoml('[tool.perf.backends.ds_fp16]\npythonpath = 5\n')
+    result = pytester.runpytest_subprocess("-p", "perf.plugin", "-p", "no:cacheprovider", "--collect-only")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR and "INTERNALERROR" not in result.stderr.str()
+    result.stderr.fnmatch_lines(["*pyproject.toml [[]tool.perf.backends.ds_fp16[]]: key pythonpath is 5, not a string*"])
+
+
+@pytest.mark.parametrize("option, message", [
+    ("--hardware", "*--hardware 'xxxxxxxxxxxxxxxxxxxx...': 300 characters, longer than a folder name can be (255); give "
+                   "a short name, e.g. --hardware 8xA100-80GB*"),
+    ("--results", "*--results 'xxxxxxxxxxxxxxxxxxxx...': a file name of 300 bytes; the run writes files named after it*"),
+    ("--model", "*--model '*': a name of 250 bytes; its baseline files are named after it (*...), and a file name may "
+                "have at most 255: rename the folder to under 236 characters*"),
+])
+def test_a_name_too_long_for_the_disk_is_a_usage_error(run_perf, tmp_path, option, message):
+    value = "x" * 300
+    if option == "--model":
+        import shutil
+
+        from perf.protocol import EMBEDDED_MODEL
+        value = str(shutil.copytree(EMBEDDED_MODEL, tmp_path / ("m" * 250)))
+    elif option == "--results":
+        value = str(tmp_path / value)
+    run = run_perf(*ACCEL, option, value, "--update-baselines", "--baselines", str(tmp_path / "store"))
+    _usage(run, message)
+    assert "INTERNALERROR" not in run.result.stdout.str() + run.result.stderr.str()
+
+
+LONG = "/tmp/" + "x" * 300  # a name no file system takes: every read of it fails with ENAMETOOLONG
+
+
+@pytest.mark.parametrize("args, message", [
+    (["R", "--against", LONG], f"perf-report: {LONG}: cannot read --against file: File name too long"),
+    (["--baseline-only", LONG], f"perf-report: {LONG}: cannot read baseline file: File name too long"),
+    (["R", "--article", LONG], f"perf-report: {LONG}: cannot read --article file: File name too long"),
+    (["R", "--out", LONG + "/r.md"], f"perf-report: --out '{LONG}/r.md': File name too long; give another path"),
+])
+def test_perf_report_names_a_path_no_disk_takes_and_says_reading_not_writing(capsys, args, message):
+    from perf import report
+    args = [str(DATA / "cpu-results.json") if a == "R" else a for a in args]
+    assert report.main(args) == 2
+    assert capsys.readouterr().err == message + "\n"
+
+
+def test_perf_record_baselines_names_a_store_no_disk_takes(capsys):
+    assert record.main([str(DATA / "cpu-results.json"), "--baselines", LONG]) == 2
+    assert capsys.readouterr().err == f"perf-record-baselines: --baselines {LONG}: File name too long; give another --baselines folder\n"
+
+
+@pytest.mark.parametrize("option", ["--baselines", "--model", "--results"])
+def test_a_path_no_disk_takes_is_a_usage_error_of_its_option(run_perf, option):
+    run = run_perf(*ACCEL, option, LONG + ("/r.json" if option == "--results" else ""), "--update-baselines")
+    _usage(run, f"*{option} '{LONG}*': File name too long; give *")
+    assert "INTERNALERROR" not in run.result.stdout.str() + run.result.stderr.str()

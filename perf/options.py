@@ -2,6 +2,7 @@
 plugin (perf.settings, which turns OptionError into pytest.UsageError) and the console tools
 (which print it and exit 2) give the same message for the same mistake.
 """
+import argparse
 import math
 import os
 import re
@@ -12,6 +13,14 @@ from pathlib import Path
 class OptionError(ValueError):
     """Bad input found before anything runs: a flag's value, a file or folder it names, a config
     key, an environment variable. The message names it and says how to fix it."""
+
+
+class ToolParser(argparse.ArgumentParser):
+    """The console tools' parser: a bad command line is one line on stderr (`prog: message`) and
+    exit status 2, as every other bad input of theirs; --help shows the usage."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: {message}\n")
 
 
 # The longest file name most file systems take (ext4, xfs, tmpfs: 255 bytes); a profile or model

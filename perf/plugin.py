@@ -199,11 +199,12 @@ def pytest_collection_finish(session) -> None:
     # The baseline file is read (and checked) once we know perf tests will run, before any load.
     if any(_is_perf_item(item) for item in session.items):
         perf = session.config.stash[RESULTS]
+        _say_idle_options(session)
         try:
             perf.prepare_baselines()
             if perf.settings.update_baselines:
                 outputs.check_baseline_store(perf.settings.baselines_dir, perf.run.profile, perf.settings.model_name)
-            elif perf.settings.require_baseline and perf.baseline is None:
+            if perf.settings.require_baseline and perf.baseline is None:
                 raise OptionError(
                     f"--require-baseline: no baseline for hardware profile {perf.run.profile!r} and model "
                     f"{perf.settings.model_name!r} ({perf.baseline_file} does not exist); record one with "
@@ -212,6 +213,16 @@ def pytest_collection_finish(session) -> None:
             pytest.exit(f"baseline file unusable: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
         except OptionError as exc:
             pytest.exit(str(exc), returncode=pytest.ExitCode.USAGE_ERROR)
+
+
+def _say_idle_options(session) -> None:
+    """A line for each given option that does nothing in the run as selected (-k)."""
+    items = [item for item in session.items if _is_perf_item(item)]
+    specs = session_backends(session.config)
+    selected = {item.callspec.params["backend"] for item in items if hasattr(item, "callspec")}
+    timed = any(item.originalname == table.SPEED_TEST for item in items)
+    for note in settings_mod.idle_options(session.config.getoption, timed, [specs[b] for b in selected if b in specs]):
+        progress(session.config, note)
 
 
 def _is_perf_item(item) -> bool:

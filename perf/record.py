@@ -14,12 +14,11 @@ read and checked before anything is written. An entry measured on a busy host (o
 on the worker's CPUs, or its main thread waiting for one) is not recorded unless --force: exit
 status 1 then. Exit status 2 on bad input, with one line on stderr.
 """
-import argparse
 import sys
 from pathlib import Path
 
 from perf import baselines, outputs, results, verdicts
-from perf.options import OptionError
+from perf.options import OptionError, ToolParser
 
 
 def plan(paths: list[Path], store: Path) -> list[tuple[Path, dict, dict]]:
@@ -47,7 +46,7 @@ def plan(paths: list[Path], store: Path) -> list[tuple[Path, dict, dict]]:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="perf-record-baselines", description=__doc__.splitlines()[0])
+    ap = ToolParser(prog="perf-record-baselines", description=__doc__.splitlines()[0])
     ap.add_argument("results", nargs="+", type=Path, help="the suite's results files (--results)")
     ap.add_argument("--baselines", type=Path, default=Path("baselines"),
                     help="the store (default: ./baselines)")

@@ -18,13 +18,12 @@ and the pairs each cell took; it needs no --against. Cells that failed or whose 
 and count as failures for --fail-on regression. Exit status: 1 when --fail-on says so, 2 on bad
 input (one line on stderr, no output file left behind), else 0.
 """
-import argparse
 import sys
 from pathlib import Path
 
 from perf import baselines, files, outputs, results, synthetic, table, verdicts
-from perf.options import OptionError
 from perf.correctness import THRESHOLDS
+from perf.options import OptionError, ToolParser
 from perf.protocol import SPEED_TEST
 from perf.verdicts import DECIDED, IMPROVEMENT, INCONCLUSIVE, REFUSED, REGRESSION
 
@@ -386,20 +385,21 @@ def check_outputs(args) -> None:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="perf-report", description=__doc__.splitlines()[0])
+    ap = ToolParser(prog="perf-report", description=__doc__.splitlines()[0])
     ap.add_argument("results", nargs="*", help="the suite's results file (--results); several files of one "
                                                 "run split with -k are merged")
     ap.add_argument("--against", help="a baseline store (folder), a baseline file, or another results file")
     ap.add_argument("--out", help="write the markdown here (default: stdout)")
     ap.add_argument("--plot", help="write a PNG of ms/token against batch size here")
-    ap.add_argument("--fail-on", choices=["regression", "inconclusive", "never"], default="regression",
-                    help="exit 1 on a REGRESSION or a failed cell (regression), also on INCONCLUSIVE, or never")
+    ap.add_argument("--fail-on", choices=["regression", "inconclusive", "never"], default=None,
+                    help="exit 1 on a REGRESSION or a failed cell (regression, the default), also on INCONCLUSIVE, or never")
     ap.add_argument("--baseline-only", metavar="BASELINE", help="render a baseline file on its own")
     ap.add_argument("--article", metavar="BASELINE", help="add this run beside a published table (the article's)")
     args = ap.parse_args(argv)
     if args.baseline_only:
         extra = [flag for flag, given in (("RESULTS", args.results), ("--against", args.against),
-                                          ("--plot", args.plot), ("--article", args.article)) if given]
+                                          ("--plot", args.plot), ("--article", args.article),
+                                          ("--fail-on", args.fail_on)) if given]
         if extra:
             ap.error(f"--baseline-only renders the baseline file alone; drop {', '.join(extra)} "
                      "(or drop --baseline-only to render a run)")
@@ -432,6 +432,7 @@ def main(argv=None) -> int:
     except OSError as exc:
         print(f"perf-report: cannot write {exc.filename or args.out}: {exc.strerror}", file=sys.stderr)
         return 2
+    args.fail_on = args.fail_on or "regression"
     failing = {"regression": set(DECIDED) - {IMPROVEMENT}, "inconclusive": {REGRESSION, INCONCLUSIVE},
                "never": set()}[args.fail_on]
     return 1 if failing & set(counts) or (failed and args.fail_on != "never") else 0

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from perf import protocol
+from perf.backends import BACKENDS
 from perf.backend_envs import BackendEnv, backend_envs, default_python
 from perf.models import checkpoint_identity, resolve_model
 from perf.options import (Hostfile, OptionError, count, executable, parse_batch_sizes, parse_cpus, parse_hardware,
@@ -17,6 +18,7 @@ from perf.options import (Hostfile, OptionError, count, executable, parse_batch_
 from perf.outputs import not_an_input, store_folder, writable_file
 
 DEFAULT_WORKER_TIMEOUT = 1800.0
+AB_MAX_PAIRS, AB_MAX_SECONDS = 30, 300
 
 
 @dataclass
@@ -38,8 +40,8 @@ class Settings:
     base: Path | None = None  # --base: a checkout to run side by side with this one (perf.ab)
     base_python: str | None = None  # the base side's interpreter (default: each backend's own)
     head_python: str | None = None  # the head side's
-    ab_max_pairs: int = 30
-    ab_max_seconds: float = 300.0
+    ab_max_pairs: int = AB_MAX_PAIRS
+    ab_max_seconds: float = float(AB_MAX_SECONDS)
     ab_loads: str = "together"  # or "alternate": one side loaded at a time
     ab_threshold: float | None = None  # None: 5% with a GPU, 30% without
     world_size: int | None = None  # ranks of multi-rank backends; None: the visible GPUs (or 1)
@@ -123,13 +125,13 @@ def add_options(parser) -> None:
                          "backend's own, as for the head)")
     group.addoption("--head-python", default=None, metavar="PATH",
                     help="the interpreter of the head side's workers with --base (default: each backend's own)")
-    group.addoption("--ab-max-pairs", default="30", metavar="N",
-                    help="with --base: at most this many pairs of cycles per cell (default: 30)")
-    group.addoption("--ab-max-seconds", default="300", metavar="SECONDS",
-                    help="with --base: stop taking pairs in a cell after this long (default: 300)")
+    group.addoption("--ab-max-pairs", default=None, metavar="N",
+                    help=f"with --base: at most this many pairs of cycles per cell (default: {AB_MAX_PAIRS})")
+    group.addoption("--ab-max-seconds", default=None, metavar="SECONDS",
+                    help=f"with --base: stop taking pairs in a cell after this long (default: {AB_MAX_SECONDS})")
     group.addoption("--ab-threshold", default=None, metavar="FRACTION",
                     help="with --base: the change that matters, e.g. 0.05 (default: 0.05 with a GPU, 0.30 without)")
-    group.addoption("--ab-loads", default="together", choices=("together", "alternate"),
+    group.addoption("--ab-loads", default=None, choices=("together", "alternate"),
                     help="with --base: keep both sides loaded (default), or load one at a time when both do not "
                          "fit (chosen by itself when the base runs out of memory loading)")
     group.addoption("--worker-timeout", default=str(DEFAULT_WORKER_TIMEOUT), metavar="SECONDS",
@@ -192,10 +194,16 @@ def side_by_side(opt) -> dict:
     """--base and its options, checked: the base is a checkout with the suite's worker in it."""
     base = opt("--base")
     if base is None:
-        given = [flag for flag in ("--base-python", "--head-python", "--ab-threshold") if opt(flag) is not None]
+        given = [flag for flag in SIDE_BY_SIDE_ONLY if opt(flag) is not None]
         if given:
-            raise OptionError(f"{', '.join(given)} without --base: give --base DIR (the checkout to compare with)")
+            raise OptionError(f"{', '.join(given)} without --base: {'it does' if len(given) == 1 else 'they do'} nothing "
+                              "in a run against baselines; give --base DIR (the checkout to compare with) or leave "
+                              f"{'it' if len(given) == 1 else 'them'} out")
         return {}
+    given = [flag for flag in BASELINES_ONLY if opt(flag)]
+    if given:
+        raise OptionError(f"{', '.join(given)} with --base: a side-by-side run judges head against base and reads no "
+                          f"baseline, so {'it does' if len(given) == 1 else 'they do'} nothing; leave out one of them")
     folder = Path(base).expanduser().resolve()
     if not (folder / "perf" / "worker.py").is_file():
         raise OptionError(f"--base {base!r}: {folder} holds no perf/worker.py; give a checkout of this suite "
@@ -208,6 +216,43 @@ def side_by_side(opt) -> dict:
         if threshold >= 1:
             raise OptionError(f"--ab-threshold {threshold}: a fraction, e.g. 0.05 for 5%")
     return {"base": folder, **pythons, "ab_threshold": threshold,
-            "ab_max_pairs": positive("--ab-max-pairs", opt("--ab-max-pairs")),
-            "ab_max_seconds": positive("--ab-max-seconds", opt("--ab-max-seconds"), float),
-            "ab_loads": opt("--ab-loads")}
+            "ab_max_pairs": positive("--ab-max-pairs", _given(opt, "--ab-max-pairs", str(AB_MAX_PAIRS))),
+            "ab_max_seconds": positive("--ab-max-seconds", _given(opt, "--ab-max-seconds", str(AB_MAX_SECONDS)), float),
+            "ab_loads": _given(opt, "--ab-loads", "together")}
+
+
+def _given(opt, flag: str, default: str) -> str:
+    """The flag's value, or its default when not given (None: so that a flag given where it does
+    nothing can be told from its default)."""
+    value = opt(flag)
+    return default if value is None else value
+
+
+# Options that only a side-by-side run reads, and options a side-by-side run leaves unread.
+SIDE_BY_SIDE_ONLY = ("--base-python", "--head-python", "--ab-threshold", "--ab-max-pairs", "--ab-max-seconds", "--ab-loads")
+BASELINES_ONLY = ("--baselines", "--require-baseline")
+
+
+# Options that only the timed test (ms/token) reads, with their defaults as pytest gives them.
+TIMING_ONLY = {"--batch-sizes": None, "--cycles": str(protocol.CYCLES), "--profile-cycles": str(protocol.PROFILE_CYCLES),
+               "--update-baselines": None, "--require-baseline": False, "--strict-perf": False, "--base": None}
+
+
+def idle_options(opt, timed: bool, specs: list) -> list[str]:
+    """What the given options do not do in this run, as selected (-k): timing options without a
+    timed test, --max-memory without a backend that takes it, --world-size/--hostfile without a
+    backend of several ranks. `timed`: a ms/token test is selected; `specs`: the selected backends."""
+    notes = []
+    idle = [flag for flag, default in TIMING_ONLY.items() if opt(flag) != default] if not timed else []
+    if idle:
+        notes.append(f"{', '.join(idle)} {'does' if len(idle) == 1 else 'do'} nothing in this run: no ms/token test "
+                     "is selected (-k)")
+    if opt("--max-memory") is not None and not any(spec.max_memory for spec in specs):
+        takers = ", ".join(spec.id for spec in BACKENDS.values() if spec.max_memory)
+        notes.append(f"--max-memory does nothing in this run: only {takers} take it, and none is selected")
+    ranks = [flag for flag in ("--world-size", "--hostfile") if opt(flag) is not None]
+    if ranks and not any(spec.multi_rank for spec in specs):
+        several = ", ".join(spec.id for spec in BACKENDS.values() if spec.multi_rank)
+        notes.append(f"{', '.join(ranks)} {'does' if len(ranks) == 1 else 'do'} nothing in this run: only {several} "
+                     "run as several ranks, and none is selected")
+    return notes

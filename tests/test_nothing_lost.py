@@ -501,3 +501,65 @@ def test_a_path_no_disk_takes_is_a_usage_error_of_its_option(run_perf, option):
     run = run_perf(*ACCEL, option, LONG + ("/r.json" if option == "--results" else ""), "--update-baselines")
     _usage(run, f"*{option} '{LONG}*': File name too long; give *")
     assert "INTERNALERROR" not in run.result.stdout.str() + run.result.stderr.str()
+
+
+# -- 7. every flag that does nothing in this run says so -------------------------------------------
+@pytest.mark.parametrize("args, message", [
+    (["--ab-max-pairs", "5"], "*--ab-max-pairs without --base: it does nothing in a run against baselines; give --base "
+                              "DIR (the checkout to compare with) or leave it out*"),
+    (["--ab-max-seconds", "60", "--ab-loads", "alternate"], "*--ab-max-seconds, --ab-loads without --base: they do "
+                                                            "nothing in a run against baselines*"),
+    (["--base", str(REPO), "--require-baseline"], "*--require-baseline with --base: a side-by-side run judges head "
+                                                  "against base and reads no baseline, so it does nothing*"),
+    (["--base", str(REPO), "--baselines", "elsewhere"], "*--baselines with --base: *so it does nothing*"),
+])
+def test_an_option_that_does_nothing_with_or_without_base_is_a_usage_error(run_perf, args, message):
+    _usage(run_perf(*ACCEL, *args), message)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-k", "greedy", "--cycles", "3", "--update-baselines"],
+     "perf: --batch-sizes, --cycles, --update-baselines do nothing in this run: no ms/token test is selected (-k)"),
+    (["-k", "ds_int8", "--max-memory", "cpu=2GiB"],
+     "perf: --max-memory does nothing in this run: only accel_bf16, accel_int8 take it, and none is selected"),
+    (["-k", "accel", "--world-size", "2"],
+     "perf: --world-size does nothing in this run: only ds_fp16, zero_bf16 run as several ranks, and none is selected"),
+])
+def test_an_option_that_does_nothing_in_the_tests_selected_says_so(run_perf, args, message):
+    run = run_perf("--collect-only", *args)  # FAST gives --batch-sizes too
+    assert run.result.ret == pytest.ExitCode.OK
+    run.result.stdout.fnmatch_lines([message])
+
+
+def test_options_that_do_something_say_nothing(run_perf):
+    run = run_perf("--collect-only", "-k", "accel_bf16", "--max-memory", "cpu=2GiB", "--cycles", "3")
+    assert "does nothing" not in run.result.stdout.str() and "do nothing" not in run.result.stdout.str()
+
+
+def test_require_baseline_stops_a_run_without_one_also_with_update_baselines(run_perf, tmp_path):
+    run = run_perf(*ACCEL, "--baselines", str(tmp_path / "store"), "--hardware", "cpu-x", "--require-baseline",
+                   "--update-baselines")
+    _usage(run, "*--require-baseline: no baseline for hardware profile 'cpu-x' and model 'tiny-bloom'*")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--baseline-only", "B", "--fail-on", "never"], "perf-report: --baseline-only renders the baseline file alone; "
+                                                     "drop --fail-on (or drop --baseline-only to render a run)"),
+    (["R", "--fail-on", "sometimes"], "perf-report: argument --fail-on: invalid choice: 'sometimes' (choose from "
+                                      "'regression', 'inconclusive', 'never')"),
+    ([], "perf-report: give RESULTS or --baseline-only BASELINE"),
+])
+def test_the_report_tools_bad_command_lines_are_one_line(capsys, argv, message):
+    from perf import report
+    argv = [str(DATA / "cpu-results.json") if a == "R" else str(next((DATA / "cpu-baselines").rglob("*.json")))
+            if a == "B" else a for a in argv]
+    with pytest.raises(SystemExit) as done:
+        report.main(argv)
+    assert done.value.code == 2 and capsys.readouterr().err == message + "\n"
+
+
+def test_perf_record_baselines_bad_command_line_is_one_line(capsys):
+    with pytest.raises(SystemExit) as done:
+        record.main([])
+    assert done.value.code == 2
+    assert capsys.readouterr().err == "perf-record-baselines: the following arguments are required: results\n"

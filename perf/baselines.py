@@ -405,12 +405,16 @@ def update(path: Path, profile: str, model: str, entries: dict, mode: str = "yes
                         notes.append(f"kept {backend}/{key}, not pooled: {why} (replace it with --update-baselines)")
                         continue
                     done = f"pooled (runs: {entry['provenance']['runs']}{'; ' + why if why else ''})"
+                ours, theirs = (entry.get("protocol") or {}).get("model"), (old or {}).get("protocol", {}).get("model")
+                other = f" (it measured another model, {models.describe(theirs)}; this run measured " \
+                        f"{models.describe(ours)}; the old entry is in the history)" \
+                    if ours and theirs and not models.same_model(ours, theirs) else ""
                 if old is not None:
                     history.append({"replaced": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                                     "backend": backend, "entry_key": key, "entry": old})
                 data["entries"].setdefault(backend, {})[key] = entry
                 changed = True
-                notes.append(f"{done} {backend}/{key}")
+                notes.append(f"{done} {backend}/{key}{other}")
         if not changed:
             return notes  # the file (or its absence) stays as it was
         data["schema"] = SCHEMA

@@ -32,6 +32,9 @@ def resolve_model(text: str | None) -> tuple[str, str]:
     except OSError as exc:  # a name too long, a loop of links...
         raise OptionError(f"--model {text!r}: {exc.strerror}; give a folder holding a BLOOM checkpoint") from None
     if looks_like_path or text.count("/") > 1:
+        if not is_dir and path.is_file():
+            raise OptionError(f"--model {text!r}: a file; give the folder that holds it (a BLOOM checkpoint: "
+                              "config.json, weights, tokenizer)")
         if not is_dir:
             raise OptionError(f"--model {text!r}: no such folder; give a folder holding a "
                               "BLOOM checkpoint (config.json, weights, tokenizer) or a cached HF id")

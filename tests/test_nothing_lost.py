@@ -563,3 +563,43 @@ def test_perf_record_baselines_bad_command_line_is_one_line(capsys):
         record.main([])
     assert done.value.code == 2
     assert capsys.readouterr().err == "perf-record-baselines: the following arguments are required: results\n"
+
+
+def test_recording_over_another_models_entry_says_so_and_keeps_it_in_the_history(tmp_path):
+    from perf import models
+    ours, theirs = entry(runs=1), entry(runs=1, wall=21.0)
+    ours["protocol"] = {**ours["protocol"], "model": IDENTITY}
+    theirs["protocol"] = {**theirs["protocol"], "model": {**IDENTITY, "weights": "c" * 12, "layers": 24}}
+    path = tmp_path / "p" / "m.json"
+    baselines.update(path, "p", "m", {"a": {"bs1": ours}})
+    notes = baselines.update(path, "p", "m", {"a": {"bs1": theirs}})
+    assert notes == [f"replaced a/bs1 (it measured another model, {models.describe(IDENTITY)}; this run measured "
+                     f"{models.describe(theirs['protocol']['model'])}; the old entry is in the history)"]
+    assert json.loads(_history(path).read_text())["entry"]["protocol"]["model"] == IDENTITY
+
+
+@pytest.mark.parametrize("option, make, message", [
+    ("--model", lambda p: p.write_text("{}"), "*--model '*': a file; give the folder that holds it*"),
+    ("--baselines", lambda p: p.write_text("{}"), "*--baselines '*': a file, where the baseline store (a folder) should "
+                                                  "be; give a folder*"),
+])
+def test_a_file_where_a_folder_is_expected_is_named(run_perf, tmp_path, option, make, message):
+    make(tmp_path / "thing")
+    _usage(run_perf(*ACCEL, option, str(tmp_path / "thing")), message)
+
+
+def test_a_baseline_model_identity_of_the_wrong_shape_is_named_by_field(tmp_path):
+    path = tmp_path / "b.json"
+    bad = {**entry(runs=1), "protocol": {"new_tokens": 100, "world_size": 1, "model": 5}}
+    path.write_text(json.dumps({"schema": 2, "profile": "p", "model": "m", "entries": {"a": {"bs1": bad}}}))
+    with pytest.raises(baselines.BaselineError, match=r"entry a/bs1: field 'protocol.model': Input should be a valid "
+                                                      r"dictionary"):
+        baselines.load(path)
+
+
+def test_a_results_model_identity_of_the_wrong_shape_is_named_by_field(tmp_path, capsys):
+    from perf import report
+    bad = _variant(tmp_path, "r.json", lambda d: d.update(model_identity={"config": 1}))
+    assert report.main([bad]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"perf-report: {bad}: field model_identity.config: Input should be a valid string")

@@ -256,19 +256,19 @@ def test_xdist_workers_recording_on_one_machine_without_gpus_is_refused(run_perf
 
 # -- 4. an entry knows which model it measured; 6. a folder that cannot load says what it lacks ------
 def _other_model(folder):
-    """A BLOOM of another shape (4 layers instead of 3) in a folder: what a mix-up of folders gives."""
+    """A BLOOM of another shape (4 blocks instead of 3: its last block repeated) in a folder: what a
+    mix-up of folders gives. Built from the embedded model's files (no transformers in this process)."""
     import shutil
 
-    import torch
-    from transformers import BloomConfig, BloomForCausalLM
+    from safetensors.torch import load_file, save_file
 
     from perf.protocol import EMBEDDED_MODEL
-    config = BloomConfig.from_pretrained(EMBEDDED_MODEL)
-    config.n_layer = 4
-    torch.manual_seed(0)
-    BloomForCausalLM(config).save_pretrained(folder)
-    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
-        shutil.copy(EMBEDDED_MODEL / name, folder / name)
+    shutil.copytree(EMBEDDED_MODEL, folder)
+    tensors = load_file(EMBEDDED_MODEL / "model.safetensors")
+    tensors.update({name.replace(".h.2.", ".h.3."): t.clone() for name, t in tensors.items() if ".h.2." in name})
+    save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "n_layer": 4}))
     return folder
 
 
@@ -479,7 +479,7 @@ LONG = "/tmp/" + "x" * 300  # a name no file system takes: every read of it fail
 
 
 @pytest.mark.parametrize("args, message", [
-    (["R", "--against", LONG], f"perf-report: {LONG}: cannot read --against file: File name too long"),
+    (["R", "--against", LONG], f"perf-report: {LONG}: cannot read --against's baseline or results file: File name too long"),
     (["--baseline-only", LONG], f"perf-report: {LONG}: cannot read baseline file: File name too long"),
     (["R", "--article", LONG], f"perf-report: {LONG}: cannot read --article file: File name too long"),
     (["R", "--out", LONG + "/r.md"], f"perf-report: --out '{LONG}/r.md': File name too long; give another path"),

@@ -262,6 +262,10 @@ def pytest_terminal_summary(terminalreporter, config) -> None:
             terminalreporter.write_line(line, red=True)
         if perf.unwritten:
             terminalreporter.write_line(perf.unwritten)
+    if perf.refused_entries():
+        terminalreporter.section("perf: baselines NOT recorded", red=True)
+        for note in perf.refused_entries():
+            terminalreporter.write_line(note, red=True)
     if perf.results_at == s.results:
         terminalreporter.write_line(f"results file: {s.results}")
 
@@ -288,5 +292,5 @@ def verdict_summary(perf: PerfSession) -> list[str]:
     if "NEW" in counts and not perf.settings.update_baselines:
         lines.append(f"  {counts['NEW']} entries have no baseline: record them with "
                      f"`pytest perf --update-baselines` (writes {perf.baseline_file})")
-    lines += [f"  baseline {note}" for note in perf.baseline_notes]
+    lines += [f"  baseline {note}" for note in perf.baseline_notes if note not in perf.refused_entries()]
     return lines

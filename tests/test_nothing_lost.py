@@ -229,7 +229,8 @@ def test_a_baseline_measured_on_a_busy_host_is_not_recorded_unless_forced(run_pe
     refused = run_perf(*args, "--update-baselines")
     assert refused.result.ret == pytest.ExitCode.TESTS_FAILED  # asked to record, and did not
     refused.result.stdout.fnmatch_lines([
-        "*baseline not recorded: double_busy_host/bs1, measured on a busy host (*other processes used * of its * CPUs*); "
+        "*perf: baselines NOT recorded*",
+        "not recorded: double_busy_host/bs1, measured on a busy host (*other processes used * of its * CPUs*); "
         "measure again on a quiet host, or record it anyway with --update-baselines=force (perf-record-baselines --force)"])
     assert not store.exists() or not list(store.rglob("*.json"))
     results = tmp_path / "busy.json"

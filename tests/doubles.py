@@ -122,13 +122,18 @@ class BusyHost(Paced):
     def generate(self, inputs, **kwargs):
         import subprocess
         import sys
-        spin = f"import time\nend = time.monotonic() + {self.PACE_S + 0.2}\nwhile time.monotonic() < end: pass"
-        others = [subprocess.Popen([sys.executable, "-c", spin]) for _ in os.sched_getaffinity(0)]
+        spin = "print('spinning', flush=True)\nwhile True: pass"
+        others = [subprocess.Popen([sys.executable, "-c", spin], stdout=subprocess.PIPE, text=True)
+                  for _ in os.sched_getaffinity(0)]
         try:
+            for other in others:  # all spinning before the work starts
+                other.stdout.readline()
             return super().generate(inputs, **kwargs)
         finally:
             for other in others:
+                other.kill()
                 other.wait()
+                other.stdout.close()
 
 
 class PerturbedWeights(Reference):

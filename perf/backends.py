@@ -18,12 +18,13 @@ class BackendSpec:
     title: str  # the article's row name
     adapter: str  # "module:Class", imported in the worker
     multi_rank: bool = False  # runs as --world-size ranks (torchrun); else one process
-    # Loaded with the interpreter/PYTHONPATH of [tool.perf.backends.<id>] (perf/settings.py).
+    max_memory: bool = False  # places its layers with accelerate's device map, within --max-memory
+    # Loaded with the interpreter/PYTHONPATH of [tool.perf.backends.<id>] (perf/backend_envs.py).
 
 
 BACKENDS: dict[str, BackendSpec] = {spec.id: spec for spec in (
-    BackendSpec("accel_bf16", "bf16", "accelerate bf16", "perf.adapters:AccelerateBf16"),
-    BackendSpec("accel_int8", "int8", "accelerate int8", "perf.adapters:AccelerateInt8"),
+    BackendSpec("accel_bf16", "bf16", "accelerate bf16", "perf.adapters:AccelerateBf16", max_memory=True),
+    BackendSpec("accel_int8", "int8", "accelerate int8", "perf.adapters:AccelerateInt8", max_memory=True),
     BackendSpec("ds_fp16", "fp16", "ds-inference fp16", "perf.adapters:DeepSpeedInferenceFp16", multi_rank=True),
     BackendSpec("ds_int8", "int8", "ds-inference int8", "perf.adapters:DeepSpeedInferenceInt8"),
     BackendSpec("zero_bf16", "bf16", "ds-zero bf16", "perf.adapters:DeepSpeedZeroBf16", multi_rank=True),

@@ -12,8 +12,10 @@ kernels (the GPU kernels of the profiled cycles: {"decode"|"prefill": {name: {"l
 machines), gpu_threshold (for GPU kernel time, default 0.02), memory_threshold (default 0.10),
 provenance ({"kind": "measured", "date", "commit", "versions", "runs", "first_date"} or
 {"kind": "published", "source", "as_published"}), and protocol {"new_tokens", "cycles",
-"prompts", "int8_method", "world_size", "max_memory", "cpus", "profile_cycles"} (cpus: the CPUs
---cpus pinned the worker to; absent or null: unpinned).
+"prompts", "int8_method", "world_size", "max_memory", "cpus", "profile_cycles", "model"} (cpus: the CPUs
+--cpus pinned the worker to; absent or null: unpinned; model: which model it measured,
+perf.models.model_identity, absent in entries recorded before it was kept). worker_cpus: how many
+CPUs the worker could run on (its host load is a share of them).
 
 Schema 1 files (before the host CPU and GPU evidence) are read as they are: their entries lack
 those samples, and verdicts say they judged on what the entry has. Updates write schema 2.
@@ -35,9 +37,9 @@ from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
-from perf import evidence, files
+from perf import evidence, files, models
 from perf.protocol import SPEED_TEST
-from perf.schema import Model, NonNegative, Positive, Samples
+from perf.schema import Model, ModelIdentity, NonNegative, Positive, Samples
 
 SCHEMA = 2
 READABLE_SCHEMAS = (1, 2)
@@ -90,6 +92,7 @@ class Provenance(Model):
 
 
 class Protocol(Model):
+    model: ModelIdentity | None = None
     new_tokens: Annotated[int, Field(gt=0, strict=True)]
     world_size: Annotated[int, Field(gt=0, strict=True)]
     cycles: Annotated[int, Field(gt=0, strict=True)] | None = None
@@ -208,7 +211,9 @@ def protocol_of(settings, info: dict) -> dict:
             # The host CPU paces small batches, and pinning changes which CPU: not comparable.
             # The set asked for (ranks take a share each), as two runs asking the same share alike.
             "cpus": list(settings.cpus) if settings.cpus else None,
-            "profile_cycles": settings.profile_cycles}
+            "profile_cycles": settings.profile_cycles,
+            # Which model (perf.models.model_identity): another one under the same name is not comparable.
+            "model": settings.model_identity}
 
 
 def protocol_differences(base: dict, protocol: dict) -> list[str]:
@@ -216,8 +221,12 @@ def protocol_differences(base: dict, protocol: dict) -> list[str]:
     against it, except "cpus": an entry without it ran unpinned. The cycle counts may differ."""
     keys = [k for k in ("new_tokens", "world_size", "int8_method", "max_memory") if k in base] + ["cpus"]
     shown = lambda k, v: "unpinned" if k == "cpus" and v is None else repr(v)  # noqa: E731
-    return [f"{k} {shown(k, protocol.get(k))} here, {shown(k, base.get(k))} in the baseline"
-            for k in keys if base.get(k) != protocol.get(k)]
+    differs = [f"{k} {shown(k, protocol.get(k))} here, {shown(k, base.get(k))} in the baseline"
+               for k in keys if base.get(k) != protocol.get(k)]
+    ours, theirs = protocol.get("model"), base.get("model")
+    if ours and theirs and not models.same_model(ours, theirs):
+        differs.insert(0, f"another model: {models.describe(ours)} here, {models.describe(theirs)} in the baseline")
+    return differs
 
 
 # -- entries from records ---------------------------------------------------------------------
@@ -239,6 +248,8 @@ def entry_from(record: dict, protocol: dict, fingerprint: dict, date: str | None
         "gpu_threshold": DEFAULT_GPU_THRESHOLD,
         "work_threshold": DEFAULT_WORK_THRESHOLD,
         "memory_threshold": DEFAULT_MEMORY_THRESHOLD if gpu else CPU_MEMORY_THRESHOLD,
+        # How many CPUs the worker could run on: what its host load (other_cpus) is a share of.
+        "worker_cpus": None if oom else record.get("worker_cpus"),
         "provenance": {"kind": "measured", "date": date or datetime.now(timezone.utc).isoformat(timespec="seconds"),
                        "commit": fingerprint.get("git_commit"), "versions": record.get("versions")},
         "protocol": protocol,
@@ -349,20 +360,36 @@ def already_pooled(old: dict, new: dict) -> bool:
 
 
 # -- updates ----------------------------------------------------------------------------------
-def update(path: Path, profile: str, model: str, entries: dict, mode: str = "yes", refuse=None) -> list[str]:
+NOT_RECORDED = "not recorded"  # how update's notes start for an entry it refused to write
+
+
+def update(path: Path, profile: str, model: str, entries: dict, mode: str = "yes", refuse=None,
+           busy=None) -> list[str]:
     """Merge {backend: {bsN: entry}} into the file; returns what was kept, replaced or pooled, to
     report. mode: "yes" replaces measured entries, "force" published ones too, "pool" adds to them
     unless `refuse(old, new)` gives a reason not to (perf.verdicts.pool_refusal: the run was a
-    REGRESSION or INCONCLUSIVE against the entry), "force-pool" adds to them anyway.
+    REGRESSION or INCONCLUSIVE against the entry), "force-pool" adds to them anyway. An entry
+    for which `busy(entry)` gives a reason (perf.verdicts.busy_refusal: the host was busy while it
+    was measured) is not written unless the mode is a forced one.
     A write that fails (a full disk) leaves the file and its history as they were, and raises OSError."""
     force = mode == "force"
     notes = []
     with files.locked(path):
         data = load(path) or {"schema": SCHEMA, "profile": profile, "model": model, "entries": {}}
-        history = []
+        history, changed = [], False
         for backend, sizes in entries.items():
             for key, entry in sizes.items():
                 old = data["entries"].get(backend, {}).get(key)
+                why = busy(entry) if busy else None
+                if why and not mode.startswith("force"):
+                    notes.append(f"{NOT_RECORDED}: {backend}/{key}, measured on a busy host ({why}); "
+                                 + ("the entry is kept as it was; " if old else "")
+                                 + "measure again on a quiet host, or record it anyway with --update-baselines="
+                                 + ("force-pool" if "pool" in mode else "force")
+                                 + " (perf-record-baselines --force)")
+                    continue
+                if why:
+                    notes.append(f"{backend}/{key} measured on a busy host ({why}), recorded as forced")
                 if old is not None and old["provenance"]["kind"] == "published" and not force:
                     notes.append(f"kept published {backend}/{key} (replace it with --update-baselines=force)")
                     continue
@@ -381,18 +408,27 @@ def update(path: Path, profile: str, model: str, entries: dict, mode: str = "yes
                         notes.append(f"kept {backend}/{key}, not pooled: {why} (replace it with --update-baselines)")
                         continue
                     done = f"pooled (runs: {entry['provenance']['runs']}{'; ' + why if why else ''})"
+                ours, theirs = (entry.get("protocol") or {}).get("model"), (old or {}).get("protocol", {}).get("model")
+                other = f" (it measured another model, {models.describe(theirs)}; this run measured " \
+                        f"{models.describe(ours)}; the old entry is in the history)" \
+                    if ours and theirs and not models.same_model(ours, theirs) else ""
                 if old is not None:
                     history.append({"replaced": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                                     "backend": backend, "entry_key": key, "entry": old})
                 data["entries"].setdefault(backend, {})[key] = entry
-                notes.append(f"{done} {backend}/{key}")
+                changed = True
+                notes.append(f"{done} {backend}/{key}{other}")
+        if not changed:
+            return notes  # the file (or its absence) stays as it was
         data["schema"] = SCHEMA
         text = json.dumps(data, indent=1, allow_nan=False) + "\n"
         history_file = path.with_name(f"{model}.history.jsonl")
-        undo = files.append_lines(history_file, [json.dumps(h, allow_nan=False) for h in history])
+        appended = files.append_lines(history_file, [json.dumps(h, allow_nan=False) for h in history])
+        if appended.repaired:
+            notes.append(appended.repaired)
         try:
             files.write_atomically(path, text)
         except OSError:
-            undo()  # the history must not record a replacement that did not happen
+            appended.undo()  # the history must not record a replacement that did not happen
             raise
     return notes

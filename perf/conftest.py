@@ -52,8 +52,12 @@ def worker_logs(tmp_path_factory):
 def checkpoint(perf_settings) -> str:
     """The model folder every worker loads; a synthetic model is built here, once."""
     if perf_settings.model.startswith("synthetic:"):
-        from perf import synthetic
-        perf_settings.model = synthetic.ensure(perf_settings.model, perf_settings.worker_timeout)
+        from pathlib import Path
+
+        from perf import models, synthetic
+        spec = perf_settings.model
+        perf_settings.model = synthetic.ensure(spec, perf_settings.worker_timeout)
+        perf_settings.model_identity = models.check_checkpoint(Path(perf_settings.model), f"--model {spec!r}")
     return perf_settings.model
 
 

@@ -22,12 +22,27 @@ def write_atomically(path: Path, text: str) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def append_lines(path: Path, lines: list[str]):
-    """Append whole lines, or none: a write cut short (a full disk) is truncated back. Returns a
-    function that takes them out again (for a change that then failed)."""
+class Appended:
+    """What append_lines did: `undo()` takes the lines out again (for a change that then failed);
+    `repaired` says how a torn last line found before appending was set aside (None: there was none)."""
+
+    def __init__(self, path: Path, start: int | None, repaired: str | None):
+        self.path, self.start, self.repaired = path, start, repaired
+
+    def undo(self) -> None:
+        if self.start is not None:
+            with open(self.path, "r+b") as f:
+                f.truncate(self.start)
+
+
+def append_lines(path: Path, lines: list[str]) -> Appended:
+    """Append whole lines, or none: a write cut short (a full disk) is truncated back. A last line
+    already there without its newline is never glued to the first new one (repair_torn_tail).
+    The caller holds the file's lock."""
     path = Path(path)
     if not lines:
-        return lambda: None
+        return Appended(path, None, None)
+    repaired = repair_torn_tail(path)
     data = "".join(line + "\n" for line in lines).encode()
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
@@ -42,11 +57,67 @@ def append_lines(path: Path, lines: list[str]):
             raise
     finally:
         os.close(fd)
+    return Appended(path, start, repaired)
 
-    def undo() -> None:
-        with open(path, "r+b") as f:
-            f.truncate(start)
-    return undo
+
+def repair_torn_tail(path: Path) -> str | None:
+    """Make `path` (JSON lines) end with a whole line before anything is appended to it. A last
+    line that is a whole JSON object and only lacks its newline gets the newline; a torn one (a
+    crash or a full disk mid-append, a bad merge) is moved to `<path>.torn`, kept there, and the
+    file cut back to its last whole line. Returns what was done, for the user, or None. Raises
+    OSError, leaving `path` as it was, when the fragment cannot be set aside."""
+    path = Path(path)
+    try:
+        f = open(path, "r+b")
+    except FileNotFoundError:
+        return None
+    with f:
+        size = f.seek(0, os.SEEK_END)
+        if size == 0:
+            return None
+        f.seek(size - 1)
+        if f.read(1) == b"\n":
+            return None
+        end = _last_newline(f, size) + 1  # 0 when the file is one line without its newline
+        f.seek(end)
+        fragment = f.read()
+        try:
+            whole = isinstance(json.loads(fragment), dict)
+        except ValueError:  # also a cut inside a multi-byte character
+            whole = False
+        if whole:
+            f.write(b"\n")
+            f.flush()
+            os.fsync(f.fileno())
+            return None
+        torn = path.with_name(path.name + ".torn")
+        try:
+            with open(torn, "ab") as aside:
+                aside.write(fragment + b"\n")
+                aside.flush()
+                os.fsync(aside.fileno())
+        except OSError as exc:
+            raise OSError(exc.errno, f"the last line of {path} is torn ({len(fragment)} bytes without an end) and "
+                          f"could not be set aside in {torn} ({exc.strerror}); nothing was appended: free space "
+                          f"or fix {path} by hand (remove its last, incomplete line)", str(path)) from None
+        f.truncate(end)
+        f.flush()
+        os.fsync(f.fileno())
+    return (f"{path}: its last line was torn ({len(fragment)} bytes, an append cut short); moved to {torn}, "
+            "and the history goes on after its last whole line")
+
+
+def _last_newline(f, size: int, chunk: int = 1 << 16) -> int:
+    """The offset of the last newline in the open file `f` of `size` bytes, or -1."""
+    pos = size
+    while pos > 0:
+        start = max(0, pos - chunk)
+        f.seek(start)
+        found = f.read(pos - start).rfind(b"\n")
+        if found >= 0:
+            return start + found
+        pos = start
+    return -1
 
 
 @contextmanager
@@ -57,6 +128,29 @@ def locked(path: Path):
     with open(path.with_name(path.name + ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
+
+
+def claim(path: Path):
+    """Hold `.<name>.lock` beside `path` for as long as the returned file stays open (a process's
+    life): one writer of `path` at a time. Returns (the open lock file, None), or (None, the pid
+    of the process that holds it) without waiting."""
+    path = Path(path)
+    lock = open(path.with_name(f".{path.name}.lock"), "a+")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        holder = lock.read().strip() or "unknown"
+        lock.close()
+        return None, holder
+    try:  # who holds it, for the message of the one refused; a full disk may not take it
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"{os.getpid()}\n")
+        lock.flush()
+    except OSError:
+        pass
+    return lock, None
 
 
 def read_json(path: Path, error: type[Exception], what: str):

@@ -39,7 +39,7 @@ class RemoteError(Exception):
 
 def launch_command(python: str, world_size: int = 1, hostfile=None, control: str | None = None) -> list[str]:
     """One rank: the worker itself. N ranks on this node: torchrun, or DeepSpeed's launcher given a
-    hostfile (perf.settings.Hostfile). On one host rank 0 answers pytest on the inherited pipes;
+    hostfile (perf.options.Hostfile). On one host rank 0 answers pytest on the inherited pipes;
     with several, DeepSpeed starts every node through pdsh, which carries no stdin, so rank 0
     connects back to `control` (HOST:PORT, passed as a worker argument: pdsh exports only some
     environment variables)."""

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from perf import ab, files, table
+from perf import ab, files, outputs, table
 from perf import settings as settings_mod
 from perf.backends import BACKENDS
 from perf.baselines import BaselineError
+from perf.options import OptionError
 from perf.protocol import SPEED_TEST
 from perf.session import PerfSession
 
@@ -37,9 +38,15 @@ def pytest_addoption(parser) -> None:
 
 def pytest_configure(config) -> None:
     # Every option is checked here, before collection and before any worker starts.
-    config.stash[RESULTS] = PerfSession(settings_mod.from_config(config))
+    config.stash[RESULTS] = perf = PerfSession(settings_mod.from_config(config))
     if hasattr(config, "workerinput"):
         _take_gpu_share(config.workerinput)
+    elif not (config.option.help or config.option.collectonly):
+        try:
+            _check_parallel_recording(config, perf.settings)
+            perf.results_lock = outputs.claim_results(perf.settings.results)  # held by the process that writes it
+        except OptionError as exc:
+            raise pytest.UsageError(str(exc)) from None
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -72,20 +79,37 @@ def pytest_xdist_make_scheduler(config, log):
     return ByBackend(config, log)
 
 
-def _take_gpu_share(workerinput: dict) -> None:
-    """Under pytest -n K, xdist worker i gets the i-th of K disjoint sets of the visible GPUs
-    (through CUDA_VISIBLE_DEVICES, which every backend worker it starts inherits)."""
+def _visible_gpus() -> list[str]:
+    """The GPUs this process may use, without importing torch: CUDA_VISIBLE_DEVICES, else nvidia-smi's list."""
     import os
     import subprocess
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None:
-        gpus = [g for g in visible.split(",") if g.strip()]
-    else:
-        try:
-            listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30).stdout
-        except (OSError, subprocess.SubprocessError):
-            listing = ""
-        gpus = [str(i) for i, line in enumerate(listing.splitlines()) if line.startswith("GPU ")]
+        return [g for g in visible.split(",") if g.strip()]
+    try:
+        listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        listing = ""
+    return [str(i) for i, line in enumerate(listing.splitlines()) if line.startswith("GPU ")]
+
+
+def _check_parallel_recording(config, settings) -> None:
+    """pytest -n K (K > 1) with --update-baselines: on a machine without GPUs the xdist workers'
+    cells measure at the same time on the same CPUs, and the baseline would keep that slowdown.
+    With GPUs each worker has its own; a cell whose host was busy is still refused (perf.verdicts.busy_refusal)."""
+    workers = len(config.getoption("tx", None) or [])
+    if settings.update_baselines and workers > 1 and not _visible_gpus():
+        raise OptionError(f"-n {workers} with --update-baselines on a machine without GPUs: the {workers} xdist "
+                          "workers would measure at the same time on the same CPUs, and the baseline would keep "
+                          "that slowdown; record without -n (or run with -n, then record a quiet run's results "
+                          "with perf-record-baselines)")
+
+
+def _take_gpu_share(workerinput: dict) -> None:
+    """Under pytest -n K, xdist worker i gets the i-th of K disjoint sets of the visible GPUs
+    (through CUDA_VISIBLE_DEVICES, which every backend worker it starts inherits)."""
+    import os
+    gpus = _visible_gpus()
     if not gpus:
         return  # CPU: the workers only run side by side
     index, count = int(workerinput["workerid"].removeprefix("gw")), workerinput["workercount"]
@@ -101,6 +125,9 @@ def pytest_testnodedown(node, error) -> None:
         perf = node.config.stash[RESULTS]
         perf.run.merge(output["perf"])
         perf.baseline_notes += output.get("perf_baseline_notes", [])
+        failures = output.get("perf_write_failures", [])
+        perf.write_failures += failures  # a baseline this worker could not update: said, and the run fails
+        perf.unrecorded = perf.unrecorded or bool(failures)
 
 
 def session_backends(config) -> dict:
@@ -172,19 +199,30 @@ def pytest_collection_finish(session) -> None:
     # The baseline file is read (and checked) once we know perf tests will run, before any load.
     if any(_is_perf_item(item) for item in session.items):
         perf = session.config.stash[RESULTS]
+        _say_idle_options(session)
         try:
             perf.prepare_baselines()
             if perf.settings.update_baselines:
-                settings_mod.check_baseline_store(perf.settings.baselines_dir, perf.run.profile, perf.settings.model_name)
-            elif perf.settings.require_baseline and perf.baseline is None:
-                raise pytest.UsageError(
+                outputs.check_baseline_store(perf.settings.baselines_dir, perf.run.profile, perf.settings.model_name)
+            if perf.settings.require_baseline and perf.baseline is None:
+                raise OptionError(
                     f"--require-baseline: no baseline for hardware profile {perf.run.profile!r} and model "
                     f"{perf.settings.model_name!r} ({perf.baseline_file} does not exist); record one with "
                     "--update-baselines, or name a profile that has one with --hardware")
         except BaselineError as exc:
             pytest.exit(f"baseline file unusable: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
-        except pytest.UsageError as exc:
+        except OptionError as exc:
             pytest.exit(str(exc), returncode=pytest.ExitCode.USAGE_ERROR)
+
+
+def _say_idle_options(session) -> None:
+    """A line for each given option that does nothing in the run as selected (-k)."""
+    items = [item for item in session.items if _is_perf_item(item)]
+    specs = session_backends(session.config)
+    selected = {item.callspec.params["backend"] for item in items if hasattr(item, "callspec")}
+    timed = any(item.originalname == table.SPEED_TEST for item in items)
+    for note in settings_mod.idle_options(session.config.getoption, timed, [specs[b] for b in selected if b in specs]):
+        progress(session.config, note)
 
 
 def _is_perf_item(item) -> bool:
@@ -201,12 +239,13 @@ def pytest_sessionfinish(session) -> None:
     if hasattr(session.config, "workerinput"):  # an xdist worker: the controller writes
         session.config.workeroutput["perf"] = perf.run.worker_output()
         session.config.workeroutput["perf_baseline_notes"] = list(perf.baseline_notes)
+        session.config.workeroutput["perf_write_failures"] = [f for f in perf.write_failures if f.startswith("baseline ")]
         return
     if perf.run.profile is None:  # the xdist controller collected nothing itself
         perf.prepare_baselines()
     perf.write_results()
-    if perf.write_failures and session.exitstatus == pytest.ExitCode.OK:
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED  # a run whose figures were not all kept fails
+    if (perf.write_failures or perf.refused_entries()) and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED  # a run whose figures were not all kept (or recorded) fails
 
 
 def pytest_terminal_summary(terminalreporter, config) -> None:
@@ -219,11 +258,15 @@ def pytest_terminal_summary(terminalreporter, config) -> None:
         terminalreporter.write_line(line)
     if perf.write_failures:
         terminalreporter.section("perf: NOT WRITTEN", red=True)
-        for line in perf.write_failures:
+        for line in perf.write_failures + [perf.record_later()] * bool(perf.unrecorded):
             terminalreporter.write_line(line, red=True)
         if perf.unwritten:
             terminalreporter.write_line(perf.unwritten)
-    if not perf.unwritten:
+    if perf.refused_entries():
+        terminalreporter.section("perf: baselines NOT recorded", red=True)
+        for note in perf.refused_entries():
+            terminalreporter.write_line(note, red=True)
+    if perf.results_at == s.results:
         terminalreporter.write_line(f"results file: {s.results}")
 
 
@@ -241,8 +284,13 @@ def verdict_summary(perf: PerfSession) -> list[str]:
         pairs = f" [{ab.summary_line(rec)}]" if rec.get("ab") else ""
         if rec["verdict"] not in ("NO CHANGE", "NEW") or pairs:
             lines.append(f"  {rec['backend']} bs={rec['batch_size']}{pairs}: {rec['verdict_detail']}")
+    unknown = sum(1 for rec in judged if (rec.get("baseline") or {}).get("model_known") is False)
+    if unknown:
+        lines.append(f"  {unknown} baseline entries do not say which model they measured (recorded before entries "
+                     f"kept it): another model named {perf.settings.model_name!r} would not be noticed; re-record "
+                     "them with --update-baselines")
     if "NEW" in counts and not perf.settings.update_baselines:
         lines.append(f"  {counts['NEW']} entries have no baseline: record them with "
                      f"`pytest perf --update-baselines` (writes {perf.baseline_file})")
-    lines += [f"  baseline {note}" for note in perf.baseline_notes]
+    lines += [f"  baseline {note}" for note in perf.baseline_notes if note not in perf.refused_entries()]
     return lines

@@ -1,6 +1,11 @@
 """The seed measurement protocol (DESIGN.md, "Measurement"): the prompts and defaults of
 transformers-bloom-inference's `--benchmark` loop, which produced the article's tables."""
 import time
+from pathlib import Path
+
+# The embedded default model (DESIGN.md, "Models"): a real BLOOM checkpoint with its tokenizer,
+# small enough to ship; synthetic checkpoints take their tokenizer from it.
+EMBEDDED_MODEL = Path(__file__).resolve().parent / "assets" / "tiny-bloom"
 
 # The 8 prompts of transformers-bloom-inference, repeated up to the batch size.
 PROMPTS = (

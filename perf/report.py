@@ -18,12 +18,12 @@ and the pairs each cell took; it needs no --against. Cells that failed or whose 
 and count as failures for --fail-on regression. Exit status: 1 when --fail-on says so, 2 on bad
 input (one line on stderr, no output file left behind), else 0.
 """
-import argparse
 import sys
 from pathlib import Path
 
-from perf import baselines, files, results, synthetic, table, verdicts
+from perf import baselines, files, outputs, results, synthetic, table, verdicts
 from perf.correctness import THRESHOLDS
+from perf.options import OptionError, ToolParser
 from perf.protocol import SPEED_TEST
 from perf.verdicts import DECIDED, IMPROVEMENT, INCONCLUSIVE, REFUSED, REGRESSION
 
@@ -35,12 +35,14 @@ class ReportError(Exception):
 def read_baseline(path: Path, what: str) -> dict:
     """A baseline file, validated."""
     path = Path(path)
-    if not path.exists():
+    if not _exists(path):
         raise ReportError(f"{path}: cannot read {what}: no such file")
     try:
         return baselines.load(path)
     except baselines.BaselineError as exc:
         raise ReportError(str(exc)) from None
+    except OSError as exc:  # a name too long, a loop of links...
+        raise ReportError(f"{path}: cannot read {what}: {exc.strerror}") from None
 
 
 def read_run(paths: list[Path]) -> dict:
@@ -59,9 +61,9 @@ def base_side(run: dict, against: str | None) -> tuple[dict | None, str]:
     if against is None:
         return None, "no baseline"
     path = Path(against)
-    if path.is_dir():
+    if _is_dir(path):
         file = baselines.baseline_path(path, run["hardware_profile"], run["model"])
-        if not file.exists():
+        if not _exists(file):
             raise ReportError(f"{path}: no baseline for profile {run['hardware_profile']!r} and model "
                               f"{run['model']!r} (expected {file})")
         path = file
@@ -81,12 +83,34 @@ def base_side(run: dict, against: str | None) -> tuple[dict | None, str]:
         raise ReportError(f"{exc} (--against takes a baseline folder, a baseline file or a results file)") from None
     if other["model"] != run["model"]:
         raise ReportError(f"{path}: results of model {other['model']!r}, but RESULTS are {run['model']!r}")
+    if other.get("side_by_side"):
+        raise ReportError(f"{path}: a side-by-side run (--base {other['side_by_side']['base']}): its cycles alternated "
+                          "with another checkout's; compare against a run without --base, or render it on its own")
+    differs = [d for d in results.run_differences(run, other)
+               if not d.startswith(("cycles ", "profile cycles ", "--cpus "))]
+    if differs:  # the cycle counts may differ, as against a baseline; --cpus is judged cell by cell (not comparable)
+        raise ReportError(f"{path}: not comparable with RESULTS: " + "; ".join(differs) + " (for a comparison "
+                          "across hardware, use --article)")
     entries = {}
     for (backend, size), rec in table.speed_records(other["tests"]).items():
         if "protocol" in rec and (rec.get("ms_per_token") is not None or rec["outcome"] == "oom"):
             entries.setdefault(backend, {})[baselines.entry_key(size)] = \
                 baselines.entry_from(rec, rec["protocol"], other["fingerprint"])
     return entries, f"run `{path}`"
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:  # a name too long: not a folder; reading it says why
+        return False
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:
+        return True  # reading it says why
 
 
 def judged(run: dict, base: dict | None) -> list[dict]:
@@ -134,6 +158,10 @@ def render(run: dict, base: dict | None, described: str) -> tuple[str, dict, int
              f"deepspeed {fp['versions'].get('deepspeed')}), against {described}; "
              f"{run['protocol']['new_tokens']} new tokens, median of {run['protocol']['cycles']} cycles"
              + (f"; workers pinned to CPU {','.join(map(str, cpus))}." if cpus else "."), ""]
+    unknown = sum(1 for rec in records if rec.get("_entry") and not rec["_entry"]["protocol"].get("model"))
+    if unknown:
+        lines += [f"{unknown} baseline entries do not say which model they measured (recorded before entries kept "
+                  f"it): another model named `{run['model']}` would not be noticed; re-record them.", ""]
     for t in table.speed_tables(records, run["model"], run["protocol"]["new_tokens"], run["protocol"]["cycles"],
                                 markdown=True):
         lines += t.lines() + [""]
@@ -339,30 +367,53 @@ def _write_png(path: Path, draw) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def check_outputs(args) -> None:
+    """--out and --plot, before anything is read or written: writable, not the same file, and
+    none of the inputs, nor a file of a baseline store, nor a results or baseline file."""
+    inputs = {f"RESULTS file {p}": p for p in args.results}
+    against = Path(args.against) if args.against else None
+    store = against if against and _is_dir(against) else None
+    inputs.update({"the --against file": against if against and not store else None,
+                   "the --article file": args.article, "the --baseline-only file": args.baseline_only})
+    if args.out and args.plot and outputs.same_file(args.out, args.plot):
+        raise OptionError(f"--out and --plot name one file ({args.out}); give each its own")
+    for option, path in (("--out", args.out), ("--plot", args.plot)):
+        if path is not None:
+            outputs.writable_file(option, path)
+            outputs.not_an_input(option, path, inputs, store=store)
+            outputs.not_a_suite_file(option, path)
+
+
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="perf-report", description=__doc__.splitlines()[0])
+    ap = ToolParser(prog="perf-report", description=__doc__.splitlines()[0])
     ap.add_argument("results", nargs="*", help="the suite's results file (--results); several files of one "
                                                 "run split with -k are merged")
     ap.add_argument("--against", help="a baseline store (folder), a baseline file, or another results file")
     ap.add_argument("--out", help="write the markdown here (default: stdout)")
     ap.add_argument("--plot", help="write a PNG of ms/token against batch size here")
-    ap.add_argument("--fail-on", choices=["regression", "inconclusive", "never"], default="regression",
-                    help="exit 1 on a REGRESSION or a failed cell (regression), also on INCONCLUSIVE, or never")
+    ap.add_argument("--fail-on", choices=["regression", "inconclusive", "never"], default=None,
+                    help="exit 1 on a REGRESSION or a failed cell (regression, the default), also on INCONCLUSIVE, or never")
     ap.add_argument("--baseline-only", metavar="BASELINE", help="render a baseline file on its own")
     ap.add_argument("--article", metavar="BASELINE", help="add this run beside a published table (the article's)")
     args = ap.parse_args(argv)
     if args.baseline_only:
         extra = [flag for flag, given in (("RESULTS", args.results), ("--against", args.against),
-                                          ("--plot", args.plot), ("--article", args.article)) if given]
+                                          ("--plot", args.plot), ("--article", args.article),
+                                          ("--fail-on", args.fail_on)) if given]
         if extra:
             ap.error(f"--baseline-only renders the baseline file alone; drop {', '.join(extra)} "
                      "(or drop --baseline-only to render a run)")
     failed = 0
     try:
+        check_outputs(args)
         if args.baseline_only:
             text, counts = render_baseline(Path(args.baseline_only)), {}
         elif args.results:
             run = read_run([Path(p) for p in args.results])
+            if run.get("side_by_side") and args.against:
+                raise ReportError(f"--against {args.against} with a side-by-side run (pytest --base "
+                                  f"{run['side_by_side']['base']}): its verdicts are against its base, so --against "
+                                  "would do nothing; drop --against")
             base, described = base_side(run, args.against)
             text, counts, failed = render(run, base, described)
             if args.article:
@@ -375,12 +426,13 @@ def main(argv=None) -> int:
             files.write_atomically(Path(args.out), text)
         else:
             sys.stdout.write(text)
-    except ReportError as exc:
+    except (ReportError, OptionError) as exc:
         print(f"perf-report: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
         print(f"perf-report: cannot write {exc.filename or args.out}: {exc.strerror}", file=sys.stderr)
         return 2
+    args.fail_on = args.fail_on or "regression"
     failing = {"regression": set(DECIDED) - {IMPROVEMENT}, "inconclusive": {REGRESSION, INCONCLUSIVE},
                "never": set()}[args.fail_on]
     return 1 if failing & set(counts) or (failed and args.fail_on != "never") else 0

@@ -10,6 +10,9 @@ figure and outcome of the run, written after each test so that a killed run keep
      "backends": {id: {"info": what its load returned, "unavailable": why | null, "failure": why | null}},
      "tests": [RECORD, ...]}
 
+model_identity (perf.models.model_identity: which model, absent in files written before it was
+kept) sits beside "model".
+
 RECORD (one per test, `Record` below is its exact schema): test, nodeid, backend, dtype,
 batch_size, model, outcome ("passed" | "failed" | "skipped" | "oom" | "worker crash" | null while
 running), reason, seconds {setup, call, teardown}; a correctness test adds its figures (texts;
@@ -36,8 +39,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError, create_model
 
-from perf import evidence, files
-from perf.schema import Finite, Model, Positive, Samples
+from perf import evidence, files, models
+from perf.schema import Finite, Model, ModelIdentity, Positive, Samples
 from perf.worker import versions
 
 SCHEMA = 3
@@ -79,6 +82,7 @@ class ResultsFile(Model):
     schema_: int = Field(alias="schema")
     started: str
     model: str
+    model_identity: ModelIdentity | None = None
     protocol: dict
     fingerprint: Fingerprint
     hardware_profile: str | None
@@ -130,18 +134,34 @@ def read_run(paths: list[Path]) -> dict:
         if merged is None:
             merged, first = {**data, "tests": list(data["tests"])}, path
             continue
-        for key in ("model", "hardware_profile"):
-            if data.get(key) != merged.get(key):
-                raise ResultsError(f"{path}: {key} {data.get(key)!r}, but {first} has {merged.get(key)!r}; "
-                                   "only files of one model and hardware profile merge")
-        cpus = [d["protocol"].get("cpus") for d in (data, merged)]
-        if cpus[0] != cpus[1]:
-            raise ResultsError(f"{path}: --cpus {cpus[0]!r}, but {first} has {cpus[1]!r}; "
-                               "only files of one --cpus setting merge (null: unpinned)")
+        differs = run_differences(data, merged)
+        if differs:
+            raise ResultsError(f"{path} and {first} are not one run: " + "; ".join(differs) + ". Only files of one "
+                               "run (split over calls with -k) merge: report each on its own")
         merged["tests"] = merge_tests(merged["tests"], data["tests"])
         merged["backends"] = {**merged.get("backends", {}), **data.get("backends", {})}
         merged["memory_bandwidth_gb_s"] = merged.get("memory_bandwidth_gb_s") or data.get("memory_bandwidth_gb_s")
     return merged
+
+
+def run_differences(ours: dict, theirs: dict) -> list[str]:
+    """What makes two results files two runs that do not mix (model, its identity, hardware
+    profile, protocol, --cpus, plain or side by side), each as 'what: here, there'."""
+    shown = lambda side: f"side by side with {side['base']}" if side else "against baselines"  # noqa: E731
+    pairs = [("model", ours.get("model"), theirs.get("model")),
+             ("hardware profile", ours.get("hardware_profile"), theirs.get("hardware_profile"))]
+    pairs += [(name, ours["protocol"].get(key), theirs["protocol"].get(key))
+              for name, key in (("new tokens", "new_tokens"), ("cycles", "cycles"), ("profile cycles", "profile_cycles"))
+              if key in ours["protocol"] and key in theirs["protocol"]]
+    pairs.append(("--cpus", ours["protocol"].get("cpus") or "unpinned", theirs["protocol"].get("cpus") or "unpinned"))
+    a, b = ours.get("side_by_side"), theirs.get("side_by_side")
+    if bool(a) != bool(b) or (a and a.get("base") != b.get("base")):
+        pairs.append(("kind", shown(a), shown(b)))
+    differs = [f"{name} {x!r} vs {y!r}" for name, x, y in pairs if x != y]
+    a, b = ours.get("model_identity"), theirs.get("model_identity")
+    if a and b and not models.same_model(a, b) and ours.get("model") == theirs.get("model"):
+        differs.append(f"another model under one name: {models.describe(a)} vs {models.describe(b)}")
+    return differs
 
 
 def merge_tests(ours: list[dict], theirs: list[dict]) -> list[dict]:
@@ -211,7 +231,7 @@ class Run:
         return {
             "schema": SCHEMA,
             "started": self.started.isoformat(timespec="seconds"),
-            "model": s.model_name, "model_path": s.model,
+            "model": s.model_name, "model_path": s.model, "model_identity": s.model_identity,
             "protocol": {"new_tokens": s.new_tokens, "cycles": s.cycles, "warmup_cycles": 1,
                          "profile_cycles": s.profile_cycles, "batch_sizes": s.batch_sizes,
                          "cpus": list(s.cpus) if s.cpus else None},

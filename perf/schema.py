@@ -16,6 +16,12 @@ class Model(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
+class ModelIdentity(Model):
+    """Which model a run or an entry measured (perf.models.model_identity): what is compared."""
+    config: str
+    weights: str
+
+
 # samples[key]: one value per cycle (or per profiled cycle) of each kind of evidence.
 Samples = create_model("Samples", __base__=Model,
                        **{kind.key: (list[NonNegative if kind.non_negative else Positive], []) for kind in SAMPLED})

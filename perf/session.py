@@ -20,6 +20,9 @@ class PerfSession:
         self.baseline_notes: list[str] = []
         self.write_failures: list[str] = []  # what could not be written, and where the figures went instead
         self.unwritten: str | None = None  # the results JSON when no file could take it
+        self.unrecorded = False  # a baseline write failed: its entries are only in the results
+        self.results_at: Path | None = None  # where the results were last written (the file or its temporary copy)
+        self.results_lock = None  # held open while this process writes --results (perf.outputs.claim_results)
 
     @property
     def records(self) -> dict:
@@ -86,7 +89,8 @@ class PerfSession:
         record.update(verdict.record_fields())
         if entry is not None and ab_verdict is None:
             record["baseline"] = {"ms_per_token": entry["ms_per_token"], "outcome": entry["outcome"],
-                                  "provenance": entry["provenance"]["kind"]}
+                                  "provenance": entry["provenance"]["kind"],
+                                  "model_known": bool(entry["protocol"].get("model"))}
         return verdict
 
     def assert_verdict(self, verdict: Verdict) -> None:
@@ -103,12 +107,28 @@ class PerfSession:
             path = baselines.baseline_path(self.settings.baselines_dir, profile, self.settings.model_name)
             try:
                 self.baseline_notes += baselines.update(path, profile, self.settings.model_name, entries,
-                                                        self.settings.update_baselines, refuse=verdicts.pool_refusal)
+                                                        self.settings.update_baselines, refuse=verdicts.pool_refusal,
+                                                        busy=verdicts.busy_refusal)
             except OSError as exc:  # update() left the file and its history as they were
                 cells = ", ".join(f"{b}/{k}" for b, sizes in entries.items() for k in sizes)
-                self.write_failures.append(f"baseline {path} NOT updated with {cells}: {exc.strerror or exc}; "
-                                           f"the figures are in the results file: record them later with "
-                                           f"perf-record-baselines {self.settings.results}")
+                self.write_failures.append(f"baseline {path} NOT updated with {cells}: {exc.strerror or exc}")
+                self.unrecorded = True
+
+    def refused_entries(self) -> list[str]:
+        """The baseline notes of entries --update-baselines was asked for and did not write."""
+        return [note for note in self.baseline_notes if note.startswith(baselines.NOT_RECORDED)]
+
+    def record_later(self) -> str | None:
+        """How to record the entries a failed baseline write left out, from wherever this run's
+        results actually went (the results file, or its temporary copy), with the same store and mode."""
+        if not self.unrecorded:
+            return None
+        mode = self.settings.update_baselines or "yes"
+        flags = f" --baselines {self.settings.baselines_dir.resolve()}" + \
+            (" --pool" if "pool" in mode else "") + (" --force" if "force" in mode else "")
+        if self.results_at is None:
+            return f"to record them later, save the results printed below to a file, then: perf-record-baselines FILE{flags}"
+        return f"the figures are in {self.results_at}; record them later with: perf-record-baselines {self.results_at}{flags}"
 
     def write_results(self) -> None:
         """The results file; if it cannot be written (a full disk), a copy in the temporary folder,
@@ -117,6 +137,7 @@ class PerfSession:
         target = self.settings.results
         try:
             files.write_atomically(target, text)
+            self.results_at, self.unwritten = target, None
             return
         except OSError as exc:
             error = f"cannot write --results {target}: {exc.strerror or exc}"
@@ -124,9 +145,10 @@ class PerfSession:
         try:
             files.write_atomically(fallback, text)
             note = f"{error}; this run's figures are in {fallback}"
+            self.results_at, self.unwritten = fallback, None
         except OSError as exc:
             note = f"{error}, nor {fallback} ({exc.strerror or exc}); the results are printed below"
-            self.unwritten = text
+            self.results_at, self.unwritten = None, text
         if note not in self.write_failures:
             self.write_failures.append(note)
 

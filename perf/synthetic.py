@@ -85,7 +85,7 @@ def build(text: str, out: Path) -> None:
     from safetensors.torch import save_file
     from transformers import BloomConfig, BloomForCausalLM
 
-    from perf.settings import EMBEDDED_MODEL
+    from perf.protocol import EMBEDDED_MODEL
     shape, layers, _ = parse(text)
     hidden, _, heads = SHAPES[shape]
     config = BloomConfig(vocab_size=VOCAB, hidden_size=hidden, n_layer=layers, n_head=heads,

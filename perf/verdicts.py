@@ -582,6 +582,14 @@ def _advice(kind: str, entry: dict, has_samples: bool) -> str:
     return "".join("; " + note for note in notes)
 
 
+def busy_refusal(entry: dict) -> str | None:
+    """Why a measured entry should not be recorded as a baseline: its host was busy (every run
+    judged against it later would be INCONCLUSIVE, "host busy (the baseline)", or worse)."""
+    if entry["outcome"] == "oom":
+        return None
+    return host_busy(entry["samples"], entry.get("worker_cpus"))
+
+
 def pool_refusal(old: dict, new: dict) -> str | None:
     """Why a run (as its baseline entry `new`) should not be pooled into `old`: a run judged a
     REGRESSION or IMPROVEMENT against the entry, or whose work differs from the entry's (the GPU's,

@@ -115,6 +115,27 @@ class HostSlowed(Paced):
         super().__init__({**options, "PERF_DOUBLE_HOST_SLOWDOWN": True})
 
 
+class BusyHost(Paced):
+    """A steady backend on a host busy with other work (another job on a shared machine, a second
+    pytest -n worker): while it generates, one spinning process per CPU it may run on."""
+
+    def generate(self, inputs, **kwargs):
+        import subprocess
+        import sys
+        spin = "print('spinning', flush=True)\nwhile True: pass"
+        others = [subprocess.Popen([sys.executable, "-c", spin], stdout=subprocess.PIPE, text=True)
+                  for _ in os.sched_getaffinity(0)]
+        try:
+            for other in others:  # all spinning before the work starts
+                other.stdout.readline()
+            return super().generate(inputs, **kwargs)
+        finally:
+            for other in others:
+                other.kill()
+                other.wait()
+                other.stdout.close()
+
+
 class PerturbedWeights(Reference):
     """A backend whose numerics are off (a broken kernel, a bad quantization): weights with 30%
     seeded noise. The correctness tests must catch it."""
@@ -143,6 +164,7 @@ DOUBLES = {spec.id: spec for spec in (
     BackendSpec("double_slowed", "fp32", "steady, slowed by PERF_DOUBLE_SLOWDOWN", "tests.doubles:Slowed"),
     BackendSpec("double_host_slowed", "fp32", "steady, on a host slowed by PERF_DOUBLE_HOST_SLOWDOWN",
                 "tests.doubles:HostSlowed"),
+    BackendSpec("double_busy_host", "fp32", "steady, on a host busy with other processes", "tests.doubles:BusyHost"),
 )}
 
 

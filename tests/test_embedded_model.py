@@ -4,7 +4,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, BloomForCausalLM
 
 from perf.protocol import PROMPTS
-from perf.settings import EMBEDDED_MODEL
+from perf.protocol import EMBEDDED_MODEL
 
 
 def _distinct_new_tokens(model, tokenizer, prompt: str) -> int:

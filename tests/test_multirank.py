@@ -113,7 +113,7 @@ def test_deepspeed_inference_over_two_ranks_shards_and_gives_the_same_greedy_tok
 
     from perf import protocol
     from perf.launcher import Worker
-    from perf.settings import EMBEDDED_MODEL
+    from perf.protocol import EMBEDDED_MODEL
     infos, tokens = {}, {}
     for world in (1, 2):
         worker = Worker(f"autotp-{world}", sys.executable, [], 300, tmp_path, world_size=world)

@@ -5,7 +5,8 @@ import os
 
 import pytest
 
-from perf.settings import backend_envs
+from perf.backend_envs import backend_envs
+from perf.options import OptionError
 from tests.conftest import REPO
 
 
@@ -98,10 +99,10 @@ def test_an_unknown_backend_id_in_the_environment_is_refused(run_perf, monkeypat
 def test_pyproject_backend_table_is_checked(tmp_path):
     pyproject = tmp_path / "pyproject.toml"
     pyproject.write_text('[tool.perf.backends.ds_fp61]\npythonpath = "/x"\n')
-    with pytest.raises(pytest.UsageError, match=r"\[tool.perf.backends.ds_fp61\]: unknown backend id 'ds_fp61'"):
+    with pytest.raises(OptionError, match=r"\[tool.perf.backends.ds_fp61\]: unknown backend id 'ds_fp61'"):
         backend_envs(pyproject, {})
     pyproject.write_text('[tool.perf.backends.ds_fp16]\npythonpth = "/x"\n')
-    with pytest.raises(pytest.UsageError, match=r"unknown key\(s\) \['pythonpth'\]"):
+    with pytest.raises(OptionError, match=r"unknown key\(s\) \['pythonpth'\]"):
         backend_envs(pyproject, {})
     pyproject.write_text('[tool.perf.backends.ds_fp16]\npythonpath = "$T4:/b:$UNSET_VAR_XYZ"\n')
     env = backend_envs(pyproject, {"PERF_BACKEND_ZERO_BF16_PYTHONPATH": "/z"})

@@ -7,7 +7,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-from perf.settings import EMBEDDED_MODEL
+from perf.protocol import EMBEDDED_MODEL
 
 
 def test_the_plugin_and_commands_are_registered_by_the_installed_package():
@@ -29,7 +29,7 @@ def test_another_repository_runs_the_suite_against_its_own_baselines_and_model(t
         [sys.executable, "-m", "pytest", "--pyargs", "perf", "--model", "our-bloom", "-k", "accel_bf16 and ms_per_token",
          "--batch-sizes", "1", "--cycles", "2", "--new-tokens", "5", *extra],
         cwd=repo, capture_output=True, text=True, env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"}, timeout=600)
-    first = run("--update-baselines")
+    first = run("--update-baselines=force")  # also on a busy host (tests/test_nothing_lost.py tests the refusal)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert "rootdir: " + str(repo) in first.stdout
     stored = list((repo / "baselines").glob("*/our-bloom.json"))
@@ -37,3 +37,15 @@ def test_another_repository_runs_the_suite_against_its_own_baselines_and_model(t
     second = run()
     assert second.returncode == 0 and f"verdicts against {stored[0]}" in second.stdout
     assert json.loads((repo / "perf-results.json").read_text())["model"] == "our-bloom"
+
+
+def test_the_checks_the_tools_share_and_the_synthetic_builder_need_no_pytest():
+    # `python -m perf.synthetic` runs in a subprocess of the session, and the two console tools
+    # reuse the option, model and path checks: none of them may pull in pytest (an import circle
+    # between settings and synthetic once did).
+    code = ("import sys, perf.synthetic, perf.options, perf.models, perf.outputs, perf.backend_envs, perf.report, "
+            "perf.record; from perf.protocol import EMBEDDED_MODEL; print(sorted(m for m in sys.modules "
+            "if m == 'pytest' or m.startswith(('_pytest', 'pytest.'))))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.stdout.strip() == "[]"

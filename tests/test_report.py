@@ -102,7 +102,8 @@ def test_a_pinned_run_says_so_and_is_not_compared_with_an_unpinned_baseline(tmp_
     assert "cpus [1] here, unpinned in the baseline" in out
     # Half a run pinned and half not is two runs: the files do not merge into one report.
     assert report.main([str(path), str(CPU_RESULTS), "--against", str(CPU_STORE)]) == 2
-    assert "only files of one --cpus setting merge" in capsys.readouterr().err
+    assert "are not one run: --cpus 'unpinned' vs [1]. Only files of one run (split over calls with -k) merge: " \
+           "report each on its own" in capsys.readouterr().err
 
 
 def test_a_run_split_over_several_results_files_reports_as_one(tmp_path, capsys):
@@ -120,7 +121,7 @@ def test_a_run_split_over_several_results_files_reports_as_one(tmp_path, capsys)
     other = tmp_path / "other.json"
     other.write_text(json.dumps({**data, "model": "tiny-bloom"}))
     assert report.main([halves[0], str(other)]) == 2
-    assert "only files of one model and hardware profile merge" in capsys.readouterr().err
+    assert f"{other} and {halves[0]} are not one run: model 'tiny-bloom' vs 'synthetic-bloom-560m'" in capsys.readouterr().err
 
 
 def test_plot_is_a_png(tmp_path):

@@ -8,8 +8,8 @@ from perf.correctness import first_divergence, greedy_agreement, logits_agreemen
 from perf import table
 from perf.launcher import launch_command
 from tests.conftest import REPO
-from perf.settings import (EMBEDDED_MODEL, Hostfile, parse_batch_sizes, parse_max_memory,
-                           world_size_and_hostfile)
+from perf.options import Hostfile, OptionError, parse_batch_sizes, parse_max_memory, world_size_and_hostfile
+from perf.protocol import EMBEDDED_MODEL
 
 
 def test_first_divergence():
@@ -36,7 +36,7 @@ def test_logits_agreement_on_known_distributions():
 def test_parse_batch_sizes_sorts_and_dedups():
     assert parse_batch_sizes("8,1,8") == [1, 8]
     for bad in ("0", "-1", "x", "1,,2", ""):
-        with pytest.raises(pytest.UsageError, match="--batch-sizes"):
+        with pytest.raises(OptionError, match="--batch-sizes"):
             parse_batch_sizes(bad)
 
 
@@ -44,7 +44,7 @@ def test_parse_max_memory_gives_accelerates_form():
     assert parse_max_memory("0=70GiB,1=70GiB,cpu=200GiB") == {0: "70GiB", 1: "70GiB", "cpu": "200GiB"}
     assert parse_max_memory("cpu=1073741824, disk=1.5GB") == {"cpu": 1073741824, "disk": "1.5GB"}
     for bad in ("", "70GiB", "gpu0=1GiB", "-1=1GiB", "0=70G", "0=70gb", "cpu=", "cpu=1GiB,cpu=2GiB", "mps=1GiB"):
-        with pytest.raises(pytest.UsageError, match="--max-memory .*0=70GiB,1=70GiB,cpu=200GiB"):
+        with pytest.raises(OptionError, match="--max-memory .*0=70GiB,1=70GiB,cpu=200GiB"):
             parse_max_memory(bad)
 
 
@@ -70,19 +70,19 @@ def test_a_hostfile_gives_the_world_size_and_must_agree_with_world_size(tmp_path
     ranks, nodes = world_size_and_hostfile(None, str(hostfile))
     assert ranks == 16 and nodes.multi_node and list(nodes.hosts) == ["worker-0", "worker-1"]
     hostfile.write_text("localhost slots=4\n")
-    with pytest.raises(pytest.UsageError, match="--world-size 2 but --hostfile .* has 4 slots"):
+    with pytest.raises(OptionError, match="--world-size 2 but --hostfile .* has 4 slots"):
         world_size_and_hostfile("2", str(hostfile))
     bad = {"worker-0 slots=x\n": "line 1", "worker-0\n": "line 1", "a slots=1\nb slots=0\n": "line 2",
            "a slots=1\na slots=2\n": "line 2", "# nothing\n": "lists no host"}
     for text, message in bad.items():
         hostfile.write_text(text)
-        with pytest.raises(pytest.UsageError, match=f"--hostfile .*{message}"):
+        with pytest.raises(OptionError, match=f"--hostfile .*{message}"):
             world_size_and_hostfile(None, str(hostfile))
-    with pytest.raises(pytest.UsageError, match="--hostfile '/no/such/hostfile': cannot read"):
+    with pytest.raises(OptionError, match="--hostfile '/no/such/hostfile': cannot read"):
         world_size_and_hostfile(None, "/no/such/hostfile")
     # DeepSpeed's launcher would put the ranks on GPUs 0..N-1 whatever the set (pytest -n's share).
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
-    with pytest.raises(pytest.UsageError, match="CUDA_VISIBLE_DEVICES='2,3': DeepSpeed's launcher would ignore"):
+    with pytest.raises(OptionError, match="CUDA_VISIBLE_DEVICES='2,3': DeepSpeed's launcher would ignore"):
         world_size_and_hostfile(None, "/no/such/hostfile")
 
 

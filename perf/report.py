@@ -21,6 +21,7 @@ input (one line on stderr, no output file left behind), else 0.
 import sys
 from pathlib import Path
 
+from perf.backends import BACKENDS
 from perf import baselines, files, outputs, results, synthetic, table, verdicts
 from perf.correctness import THRESHOLDS
 from perf.options import OptionError, ToolParser
@@ -322,7 +323,28 @@ def render_article(run: dict, path: Path) -> str:
     lines = ["", f"### Beside the article ({data['profile']})", "", *what, ""] + out.lines()
     if notes:
         lines += [""] + [f"[^a{i}]: {text}" for i, text in enumerate(notes, 1)]
+    lines += _setups(run, data["profile"], {b for b, _ in current} & set(article))
     return "\n".join(lines) + "\n"
+
+
+def _setups(run: dict, article_profile: str, backends: set[str]) -> list[str]:
+    """Per row, how the article spread its model over its GPUs and how this run did: a ratio across
+    unlike setups says little by itself."""
+    gpus = (run.get("fingerprint") or {}).get("device_count") or 0
+    out = ["", f"What a row compares (the article's {article_profile}; this run: "
+               f"{f'{gpus} GPU(s)' if gpus else 'no GPU'}):", ""]
+    for backend in table.backend_order(backends):
+        info = ((run.get("backends") or {}).get(backend) or {}).get("info") or {}
+        here = [f"world size {info['world_size']}" if info.get("world_size") else "",
+                f"{info['weight_bytes'] / 1e9:.1f} GB of weights" if info.get("weight_bytes") else ""]
+        out.append(f"- {table.title(backend)}: the article: {BACKENDS[backend].article_setup}. Here: "
+                   f"{', '.join(h for h in here if h) or 'as loaded'}"
+                   f"{', every weight read by one GPU' if gpus == 1 else ''}.")
+    if out[3:] and gpus:
+        out += ["", "At small batches a step is paced by reading the weights: the weight bandwidth table "
+                    "(the share of this device's copy bandwidth) is the figure to hold against the "
+                    "article's hardware, not the ratio of ms/token."]
+    return out if out[3:] else []
 
 
 def plot(run: dict, base: dict | None, path: Path) -> None:

@@ -178,6 +178,18 @@ def test_article_section_puts_each_cell_beside_the_published_one_and_names_a_sli
     assert "**A slice: 8 of 70 blocks**" in capsys.readouterr().out
 
 
+def test_article_section_says_per_row_how_the_article_spread_its_model_and_how_one_gpu_ran_it(capsys):
+    article = REPO / "baselines" / "8xA100-80GB" / "bigscience--bloom.json"
+    assert report.main([str(REPO / "tests/data/h100-7b1-hostwork/C.json"), "--article", str(article)]) == 0
+    setups = capsys.readouterr().out.split("What a row compares")[1]
+    assert setups.startswith(" (the article's 8xA100-80GB; this run: 1 GPU(s)):")
+    rows = [line for line in setups.splitlines() if line.startswith("- ")]
+    assert [r.split(":")[0] for r in rows] == ["- accelerate bf16", "- ds-inference fp16"]  # the rows run
+    assert "one GPU working at a time" in rows[0] and "14.1 GB of weights, every weight read by one GPU" in rows[0]
+    assert "tensor parallel" in rows[1] and "world size 1" in rows[1]
+    assert "weight bandwidth table" in setups
+
+
 def test_article_that_is_not_a_baseline_file_is_bad_input(capsys):
     assert report.main([str(CPU_RESULTS), "--article", str(CPU_RESULTS)]) == 2
     assert "cpu-results.json: field 'entries': missing or not an object" in capsys.readouterr().err

@@ -1,0 +1,41 @@
+#!/bin/bash
+# A baseline matrix over several device calls (the `device` tool; one call <= 10 minutes):
+# processes P1 and P2 record, P3 is the same code judged against P1 pooled with P2.
+# Usage there: BUDGET=540 bash scripts/device_matrix.sh JOB...   JOB = PHASE:BACKEND, e.g. P1:ds_fp16
+# Each job is one pytest process (-k "test_ms_per_token and BACKEND", $BS on $MODEL) writing
+# $RUNS/PHASE-BACKEND.json and .log; a job already done (its results file there, or carried in
+# $CARRIED from an earlier machine with the same GPU) is skipped, one that would not fit in what is left of BUDGET
+# (seconds, by EST_<backend>) is not started. Everything in $RUNS is tarred into $OUT at the end.
+# P3:BACKEND first records P1-BACKEND.json and pools P2-BACKEND.json into /tmp/store (--force:
+# the same code, a shared host) and runs with --require-baseline against it.
+set -uo pipefail
+S=$(date +%s); BUDGET=${BUDGET:-540}
+R=${RUNS:-/tmp/runs}; mkdir -p "$R"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$R/gpu.txt"
+MODEL=${MODEL:-synthetic:bloom-7b1}; BS=${BS:-1,8,32}
+gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr -cs 'A-Za-z0-9\n' '-')
+CARRIED=${CARRIED:-tests/data/gpu-matrix/$gpu}  # results of earlier calls, on a GPU of this kind only
+EST_accel_bf16=80 EST_ds_fp16=90 EST_ds_int8=110 EST_accel_int8=180 EST_zero_bf16=450
+cp -n "$CARRIED"/*.json "$R"/ 2>/dev/null
+source .whl/install.sh .whl || exit 1
+export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
+left() { echo $(( BUDGET - $(date +%s) + S )); }
+for job in "$@"; do
+  phase=${job%%:*}; b=${job#*:}; name=$phase-$b
+  [ -s "$R/$name.json" ] && { echo "== $name: done before"; continue; }
+  est=EST_$b; est=${!est:-200}
+  [ "$(left)" -lt "$est" ] && { echo "== $name: not started ($(left) s left, needs about $est)"; continue; }
+  args=(--baselines /tmp/nobase)
+  if [ "$phase" = P3 ]; then
+    python3 -m perf.record --baselines /tmp/store --force "$R/P1-$b.json" >> "$R/$name.log" 2>&1 &&
+    python3 -m perf.record --baselines /tmp/store --force --pool "$R/P2-$b.json" >> "$R/$name.log" 2>&1 ||
+      { echo "== $name: recording P1/P2 failed"; tail -3 "$R/$name.log"; continue; }
+    args=(--baselines /tmp/store --require-baseline)
+  fi
+  t0=$(date +%s)
+  timeout -s INT "$(left)" python3 -m pytest perf -p no:cacheprovider --benchmark-disable --model "$MODEL" \
+      --batch-sizes "$BS" -k "test_ms_per_token and $b" --results "$R/$name.json" "${args[@]}" >> "$R/$name.log" 2>&1
+  echo "== $name rc=$? in $(( $(date +%s) - t0 )) s (at $(( $(date +%s) - S )) s)"
+  grep -E "passed|failed|error|REGRESSION|IMPROVEMENT|NO CHANGE|INCONCLUSIVE" "$R/$name.log" | tail -5 | cut -c1-300
+done
+tar czf "$OUT/runs.tgz" -C "$R" .

@@ -7,7 +7,9 @@
 # $CARRIED from an earlier machine with the same GPU) is skipped, one that would not fit in what is left of BUDGET
 # (seconds, by EST_<backend>) is not started. Everything in $RUNS is tarred into $OUT at the end.
 # P3:BACKEND first records P1-BACKEND.json and pools P2-BACKEND.json into /tmp/store (--force:
-# the same code, a shared host) and runs with --require-baseline against it.
+# the same code, a shared host) and runs with --require-baseline against it; F:BACKEND and
+# G:BACKEND the same at bs 1 and 8, with 10% more Python work a step (F) or one more GEMM of
+# G_N x G_N a step (G; 2100: about +1.5% of the H100's 7b1 step).
 set -uo pipefail
 S=$(date +%s); BUDGET=${BUDGET:-540}
 R=${RUNS:-/tmp/runs}; mkdir -p "$R"
@@ -25,16 +27,23 @@ for job in "$@"; do
   [ -s "$R/$name.json" ] && { echo "== $name: done before"; continue; }
   est=EST_$b; est=${!est:-200}
   [ "$(left)" -lt "$est" ] && { echo "== $name: not started ($(left) s left, needs about $est)"; continue; }
-  args=(--baselines /tmp/nobase)
-  if [ "$phase" = P3 ]; then
-    python3 -m perf.record --baselines /tmp/store --force "$R/P1-$b.json" >> "$R/$name.log" 2>&1 &&
-    python3 -m perf.record --baselines /tmp/store --force --pool "$R/P2-$b.json" >> "$R/$name.log" 2>&1 ||
-      { echo "== $name: recording P1/P2 failed"; tail -3 "$R/$name.log"; continue; }
+  args=(--baselines /tmp/nobase); sizes=$BS; inject=
+  if [ "$phase" != P1 ] && [ "$phase" != P2 ]; then
+    if [ ! -e "$R/store-$b" ]; then
+      python3 -m perf.record --baselines /tmp/store --force "$R/P1-$b.json" >> "$R/$name.log" 2>&1 &&
+      python3 -m perf.record --baselines /tmp/store --force --pool "$R/P2-$b.json" >> "$R/$name.log" 2>&1 &&
+      touch "$R/store-$b" || { echo "== $name: recording P1/P2 failed"; tail -3 "$R/$name.log"; continue; }
+    fi
     args=(--baselines /tmp/store --require-baseline)
   fi
+  case $phase in  # F, G: injected from outside the suite (scripts/inject/sitecustomize.py), bs 1 and 8
+    F) inject=python-work:0.10; sizes=1,8;;
+    G) inject=gpu-matmul:${G_N:-2100}; sizes=1,8;;
+  esac
   t0=$(date +%s)
+  PERF_INJECT=$inject PYTHONPATH=${inject:+$PWD/scripts/inject:}$PYTHONPATH \
   timeout -s INT "$(left)" python3 -m pytest perf -p no:cacheprovider --benchmark-disable --model "$MODEL" \
-      --batch-sizes "$BS" -k "test_ms_per_token and $b" --results "$R/$name.json" "${args[@]}" >> "$R/$name.log" 2>&1
+      --batch-sizes "$sizes" -k "test_ms_per_token and $b" --results "$R/$name.json" "${args[@]}" >> "$R/$name.log" 2>&1
   echo "== $name rc=$? in $(( $(date +%s) - t0 )) s (at $(( $(date +%s) - S )) s)"
   grep -E "passed|failed|error|REGRESSION|IMPROVEMENT|NO CHANGE|INCONCLUSIVE" "$R/$name.log" | tail -5 | cut -c1-300
 done

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from perf import evidence, files, results
+from perf.options import ToolParser
 from perf.table import SPEED_TEST
 
 INDEX_SCHEMA = 1
@@ -207,7 +208,7 @@ time alone). Exit status 2 on bad input, with one line on stderr; nothing is wri
 def main(argv=None) -> int:
     import argparse
     import sys
-    ap = argparse.ArgumentParser(prog="perf-history", description=USAGE.splitlines()[0],
+    ap = ToolParser(prog="perf-history", description=USAGE.splitlines()[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=USAGE)
     verbs = ap.add_subparsers(dest="verb", required=True, metavar="add|changes|page|export")
     store = argparse.ArgumentParser(add_help=False)

@@ -46,7 +46,7 @@ def plan(paths: list[Path], store: Path) -> list[tuple[Path, dict, dict]]:
 
 
 def main(argv=None) -> int:
-    ap = ToolParser(prog="perf-record-baselines", description=__doc__.splitlines()[0])
+    ap = ToolParser(prog="perf-record-baselines", description=__doc__.split("\n\n")[0])
     ap.add_argument("results", nargs="+", type=Path, help="the suite's results files (--results)")
     ap.add_argument("--baselines", type=Path, default=Path("baselines"),
                     help="the store (default: ./baselines)")

@@ -407,7 +407,7 @@ def check_outputs(args) -> None:
 
 
 def main(argv=None) -> int:
-    ap = ToolParser(prog="perf-report", description=__doc__.splitlines()[0])
+    ap = ToolParser(prog="perf-report", description=__doc__.split("\n\n")[0])
     ap.add_argument("results", nargs="*", help="the suite's results file (--results); several files of one "
                                                 "run split with -k are merged")
     ap.add_argument("--against", help="a baseline store (folder), a baseline file, or another results file")

@@ -1,0 +1,33 @@
+"""The committed GPU baselines, against runs of the same code on the same kind of GPU. The files
+stand for themselves: tests/data/gpu-matrix/NVIDIA-H100-80GB-HBM3 holds three processes of
+`pytest perf --model synthetic:bloom-7b1 --batch-sizes 1,8,32 -k test_ms_per_token` on a lent H100
+(2026-12-06, scripts/device_matrix.sh): P1 and P2 recorded the baseline, P3 is the same code."""
+import json
+
+from perf import evidence, report
+from tests.conftest import REPO
+
+H100 = REPO / "tests" / "data" / "gpu-matrix" / "NVIDIA-H100-80GB-HBM3"
+H100_BASELINE = REPO / "baselines" / "1xH100-80GB-HBM3" / "synthetic-bloom-7b1.json"
+
+
+def test_every_h100_entry_pools_two_processes_with_every_kind_of_evidence_a_gpu_run_takes():
+    entries = json.loads(H100_BASELINE.read_text())["entries"]
+    recorded = {(b, bs) for b in ("accel_bf16", "ds_fp16", "ds_int8") for bs in ("bs1", "bs8", "bs32")}
+    assert {(b, bs) for b, es in entries.items() for bs in es} == recorded
+    sampled = {kind.key for kind in evidence.SAMPLED}
+    for backend, size in recorded:
+        entry = entries[backend][size]
+        assert entry["provenance"]["runs"] == 2, (backend, size)
+        assert set(entry["samples"]) == sampled and all(entry["samples"].values()), (backend, size)
+        assert entry["counted"]["breakdowns"] and entry["kernels"] and entry["peak_memory_mb"]
+        assert entry["protocol"]["model"]["parameters"] == 7_069_016_064  # the model it measured
+
+
+def test_the_same_code_on_the_h100_decides_nothing_and_its_work_is_unchanged(capsys):
+    assert report.main([str(H100 / "P3-accel_bf16.json"), str(H100 / "P3-ds_fp16.json"),
+                        "--against", str(REPO / "baselines"), "--fail-on", "regression"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == "**6 inconclusive**"
+    verdicts = [line for line in out.splitlines() if line.startswith("- ") and ": INCONCLUSIVE" in line]
+    assert len(verdicts) == 6 and all("work unchanged; host timing not reproducible here" in v for v in verdicts)

@@ -409,3 +409,5 @@ def test_pooling_takes_the_same_counts_whatever_names_made_the_top_of_a_breakdow
     assert baselines.pooled(old, edge)[0]["provenance"]["runs"] == 3
     more = _with_calls(entry(wall=20.2), {**STEP_CALLS, "forward": (3300, 0.66)})
     assert baselines.pooled(old, more) == (None, "their counted host work differs")
+    cheap = _with_calls(entry(wall=20.2), {**STEP_CALLS, "LogitsProcessorList.__call__": (101, 0.0201)})
+    assert baselines.pooled(old, cheap)[0]["provenance"]["runs"] == 3  # +1 call in 3201: beyond the band, costs nothing

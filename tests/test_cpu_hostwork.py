@@ -20,28 +20,26 @@ def store(tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize("run", ["S3", "S4", "C"])
-def test_the_same_code_is_never_a_regression_or_an_improvement(run, store, capsys):
+def regressions(run: str, store, capsys) -> tuple[str, list[str]]:
+    """perf-report's summary line of a run against the store, and its REGRESSION verdict lines."""
     capsys.readouterr()
     report.main([str(RUNS / f"{run}.json"), "--against", str(store), "--fail-on", "never"])
-    summary = capsys.readouterr().out.splitlines()[0]
+    lines = capsys.readouterr().out.splitlines()
+    return lines[0], [line for line in lines if line.startswith("- verdict: REGRESSION")]
+
+
+@pytest.mark.parametrize("run", ["S3", "S4", "C"])
+def test_the_same_code_is_never_a_regression_or_an_improvement(run, store, capsys):
+    summary, _ = regressions(run, store, capsys)
     assert "regression" not in summary and "improvement" not in summary, summary
     assert summary == ("**8 unchanged, 2 skipped**" if run == "S4" else "**8 inconclusive, 2 skipped**")
 
 
 def test_more_python_work_per_step_is_a_regression_in_every_cell_naming_the_function(store, capsys):
-    capsys.readouterr()
-    report.main([str(RUNS / "A.json"), "--against", str(store), "--fail-on", "never"])
-    out = capsys.readouterr().out
-    assert out.splitlines()[0] == "**8 regressions, 2 skipped**"
-    verdicts = [line for line in out.splitlines() if line.startswith("- verdict: REGRESSION")]
-    assert len(verdicts) == 8 and all("work grew" in v and "sitecustomize.py:extra_python_work" in v for v in verdicts)
+    summary, verdicts = regressions("A", store, capsys)
+    assert summary == "**8 regressions, 2 skipped**" and len(verdicts) == 8 and all("work grew" in v and "sitecustomize.py:extra_python_work" in v for v in verdicts)
 
 
 def test_a_sleep_as_long_as_each_generate_is_a_regression_that_says_waited(store, capsys):
-    capsys.readouterr()
-    report.main([str(RUNS / "B2.json"), "--against", str(store), "--fail-on", "never"])
-    out = capsys.readouterr().out
-    assert out.splitlines()[0] == "**8 regressions, 2 skipped**"
-    verdicts = [line for line in out.splitlines() if line.startswith("- verdict: REGRESSION")]
-    assert len(verdicts) == 8 and all("waited: off-CPU +" in v for v in verdicts)
+    summary, verdicts = regressions("B2", store, capsys)
+    assert summary == "**8 regressions, 2 skipped**" and len(verdicts) == 8 and all("waited: off-CPU +" in v for v in verdicts)

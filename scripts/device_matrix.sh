@@ -10,6 +10,10 @@
 # the same code, a shared host) and runs with --require-baseline against it; F:BACKEND and
 # G:BACKEND the same at bs 1 and 8, with 10% more Python work a step (F) or one more GEMM of
 # G_N x G_N a step (G; 2100: about +1.5% of the H100's 7b1 step).
+# Wheels: ../shared/offline-gpu/fetch-wheels.sh into .whl (carry: [".whl"]); bitsandbytes' 43 MB wheel
+# fits the 64 MiB a call carries once trimmed to its CUDA 13 libraries (7 MB), in .whl/main:
+#   zip -d bitsandbytes-0.50.2-*.whl 'bitsandbytes/libbitsandbytes_cuda1[12]*' \
+#       'bitsandbytes/libbitsandbytes_rocm*' 'bitsandbytes/libbitsandbytes_xpu*'
 set -uo pipefail
 S=$(date +%s); BUDGET=${BUDGET:-540}
 R=${RUNS:-/tmp/runs}; mkdir -p "$R"

@@ -20,7 +20,9 @@ A change is a regression when it went up (slower, more work, more memory). It is
 WORK kind (GPU kernel time, counts) or peak memory moved, or wall and host time both moved the
 same way at the same night; wall time alone never decides.
 """
+import datetime
 import math
+import re
 import statistics
 from dataclasses import dataclass
 
@@ -308,6 +310,12 @@ def listed(histories: list[History], since: str | None = None, new_only: bool = 
     (prefix): only those whose new level starts after it; `new_only`: only those the newest night
     of its history brought (found with it, not without it)."""
     from perf.history import HistoryError
+    if since and _is_date(since):
+        try:
+            datetime.date.fromisoformat(since)
+        except ValueError:
+            raise HistoryError(f"--since {since}: no such date; give one as YYYY-MM-DD, e.g. 2026-12-01, "
+                               "or a commit of a night") from None
     out = []
     for h in histories:
         found = changes(h)
@@ -329,7 +337,7 @@ def listed(histories: list[History], since: str | None = None, new_only: bool = 
 
 
 def _is_date(text: str) -> bool:
-    import re
+    """Shaped as a date (YYYY-MM-DD); whether it is one, listed() checks."""
     return bool(re.fullmatch(r"\d{4}-\d{2}-\d{2}", text))
 
 

@@ -19,8 +19,8 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from perf import evidence, files, results
-from perf.options import ToolParser
+from perf import evidence, files, outputs, results
+from perf.options import OptionError, ToolParser
 from perf.table import SPEED_TEST
 
 INDEX_SCHEMA = 1
@@ -96,12 +96,16 @@ def _identity(run: dict) -> tuple:
     return run["profile"], run["model"], run["started"]
 
 
-def _entry_for(path: Path, raw: bytes) -> dict:
-    """The index entry of one results file (`raw`: its bytes), checked; HistoryError if unusable."""
+def _entry_for(path: Path, raw: bytes) -> tuple[dict, dict]:
+    """The index entry of one results file (`raw`: its bytes) and the file's data, checked;
+    HistoryError if unusable."""
     try:
         data = results.read(path)
     except results.ResultsError as exc:
         raise HistoryError(str(exc)) from None
+    if data.get("side_by_side"):
+        raise HistoryError(f"{path}: a side-by-side run (--base {data['side_by_side'].get('base')}): its cells "
+                           "are head against base, not a night; add the nightly runs (against baselines)")
     if not data.get("hardware_profile"):
         raise HistoryError(f"{path}: no hardware profile (the run measured nothing?); nothing to keep")
     if not any(t["test"] == SPEED_TEST for t in data["tests"]):
@@ -118,7 +122,27 @@ def _entry_for(path: Path, raw: bytes) -> dict:
     entry = {"file": f"runs/{data['hardware_profile']}/{data['model']}/{name}",
              "profile": data["hardware_profile"], "model": data["model"],
              "started": data["started"], "commit": commit, "dirty": bool(fp.get("git_dirty")), "sha256": digest}
-    return entry
+    return entry, data
+
+
+def _continues(store: Path, runs: list[dict], path: Path, entry: dict, data: dict, planned: dict) -> None:
+    """HistoryError unless the run continues its series: the same model (its identity, not only
+    its name) and protocol as the newest night of its profile and model, stored or planned before
+    it in this add (a series of another model or another number of tokens would show a step that
+    is not the code's)."""
+    key = (entry["profile"], entry["model"])
+    before = planned.get(key)
+    if before is None:
+        stored = [r for r in runs if (r["profile"], r["model"]) == key and r["started"] < entry["started"]]
+        if not stored:
+            return
+        newest = max(stored, key=lambda r: r["started"])
+        before = (newest["file"], results.read(store / newest["file"]))
+    differs = results.run_differences(data, before[1])
+    if differs:
+        raise HistoryError(f"{path}: does not continue the history of {entry['profile']}/{entry['model']} "
+                           f"(its night before: {before[0]}): {'; '.join(differs)}. A history holds one model "
+                           "and one protocol per profile and model name: give this run its own --history")
 
 
 def add(store: Path, paths: list[Path]) -> list[str]:
@@ -134,7 +158,7 @@ def add(store: Path, paths: list[Path]) -> list[str]:
             raise HistoryError(f"{path}: a folder, where a results file should be; name the file") from None
         except OSError as exc:
             raise HistoryError(f"{path}: cannot read the results file: {exc.strerror}") from None
-        planned.append((path, raw, _entry_for(path, raw)))
+        planned.append((path, raw, *_entry_for(path, raw)))
     if store.exists() and not store.is_dir():
         raise HistoryError(f"{store}: not a folder; --history names the history's folder")
     with files.locked(store / INDEX):
@@ -142,19 +166,21 @@ def add(store: Path, paths: list[Path]) -> list[str]:
             leftover.unlink()
         runs = _read_index(store)
         known = {_identity(r): r for r in runs}
-        notes, new = [], []
-        for path, raw, entry in planned:  # every decision before any write
+        notes, new, newest = {}, [], {}
+        for path, raw, entry, data in sorted(planned, key=lambda p: p[2]["started"]):  # every decision before any write
             same = known.get(_identity(entry))
             if same is not None and same["sha256"] == entry["sha256"]:
-                notes.append(f"{path}: already in the history ({same['file']}); nothing changed")
-            elif same is not None:
+                notes[path] = f"{path}: already in the history ({same['file']}); nothing changed"
+                continue
+            if same is not None:
                 raise HistoryError(f"{path}: another file of the run {entry['profile']}/{entry['model']} started "
                                    f"{entry['started']} is in the history ({same['file']}); it is kept as it was "
                                    "(a history never rewrites a run)")
-            else:
-                known[_identity(entry)] = entry
-                new.append((raw, entry))
-                notes.append(f"{path}: added to {store} as {entry['file']}")
+            _continues(store, runs, path, entry, data, newest)
+            newest[(entry["profile"], entry["model"])] = (str(path), data)
+            known[_identity(entry)] = entry
+            new.append((raw, entry))
+            notes[path] = f"{path}: added to {store} as {entry['file']}"
         for raw, entry in new:
             target = store / entry["file"]
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -165,7 +191,7 @@ def add(store: Path, paths: list[Path]) -> list[str]:
                 files.write_atomically(store / ".gitignore", "*.lock\n.*.tmp\n")
             runs = sorted(runs + [entry for _, entry in new], key=lambda r: (r["profile"], r["model"], r["started"]))
             files.write_atomically(store / INDEX, json.dumps({"schema": INDEX_SCHEMA, "runs": runs}, indent=1) + "\n")
-    return notes
+    return [notes[path] for path, *_ in planned if path in notes]
 
 
 def load(store: Path) -> list[History]:
@@ -229,8 +255,12 @@ def main(argv=None) -> int:
     ex.add_argument("--out", type=Path, help="default: stdout")
     args = ap.parse_args(argv)
     folder = args.history or default_dir()
+    out = getattr(args, "out", None)
     status = 0
     try:
+        if out is not None:  # checked before anything is read or written
+            outputs.writable_file("--out", str(out), "index.html" if args.verb == "page" else "history.csv")
+            outputs.not_a_suite_file("--out", out)
         if args.verb == "add":
             print("\n".join(add(folder, args.results)))
             return 0
@@ -244,15 +274,15 @@ def main(argv=None) -> int:
             text = trendpage.render(histories, args.baselines or default_dir().parent / "baselines")
         else:
             text = export_csv(histories)
-        out = getattr(args, "out", None)
         files.write_atomically(out, text) if out else sys.stdout.write(text)
         if args.verb == "page":
             print(f"perf-history: wrote {out}")
-    except HistoryError as exc:
+    except (HistoryError, OptionError) as exc:
         print(f"perf-history: {exc}", file=sys.stderr)
         return 2
-    except OSError as exc:  # the output could not be written; nothing else was
-        print(f"perf-history: cannot write {exc.filename or args.out}: {exc.strerror}", file=sys.stderr)
+    except OSError as exc:  # a file could not be written (a full disk); what was stored is as it was
+        print(f"perf-history: cannot write {exc.filename or out or folder}: {exc.strerror}"
+              + ("; the history is as it was" if args.verb == "add" else ""), file=sys.stderr)
         return 2
     return status
 

@@ -11,17 +11,17 @@ from perf.options import NAME_MAX, OptionError
 NAME_ROOM = 32  # what the temporary and lock files beside an output add to its name
 
 
-def writable_file(option: str, text: str) -> Path:
+def writable_file(option: str, text: str, example: str = "perf-results.json") -> Path:
     """A file the run will write: its folder exists and takes files, and it is not a folder."""
     try:
-        return _writable_file(option, text)
+        return _writable_file(option, text, example)
     except OSError as exc:  # a folder name too long, a loop of links...
         raise OptionError(f"{option} {text!r}: {exc.strerror}; give another path") from None
 
 
-def _writable_file(option: str, text: str) -> Path:
+def _writable_file(option: str, text: str, example: str) -> Path:
     if not text.strip():
-        raise OptionError(f"{option} {text!r}: give a file path, e.g. {option} perf-results.json")
+        raise OptionError(f"{option} {text!r}: give a file path, e.g. {option} {example}")
     path = Path(text).expanduser()
     folder = path.parent if str(path.parent) else Path(".")
     if len(path.name.encode()) > NAME_MAX - NAME_ROOM:
@@ -29,7 +29,7 @@ def _writable_file(option: str, text: str) -> Path:
                           f"writes files named after it (.NAME.PID.tmp, .NAME.lock), and a name may have at most "
                           f"{NAME_MAX}: give a name under {NAME_MAX - NAME_ROOM}")
     if path.is_dir():
-        raise OptionError(f"{option} {text!r}: a folder; give a file path inside it, e.g. {option} {path / 'perf-results.json'}")
+        raise OptionError(f"{option} {text!r}: a folder; give a file path inside it, e.g. {option} {path / example}")
     if not folder.is_dir():
         raise OptionError(f"{option} {text!r}: folder {folder} does not exist; create it or give another path")
     if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
@@ -115,25 +115,32 @@ def not_an_input(option: str, output, files: dict, folders: dict | None = None, 
                           "baseline files, their locks and histories; write elsewhere")
 
 
-def not_a_suite_file(option: str, output) -> None:
-    """OptionError when `output` already holds a results file, a baseline file or a baseline
-    history of this suite (a tool writing markdown or a PNG there would replace it)."""
-    path = Path(output)
+def suite_file(path) -> str | None:
+    """What file of this suite `path` already holds: "a results file", "a baseline file", "a
+    baseline history", or None (none, or not one of ours)."""
+    path = Path(path)
     if not path.is_file():
-        return
+        return None
     if path.name.endswith((".history.jsonl", ".history.jsonl.torn")):
-        raise OptionError(f"{option} {output}: a baseline history; writing there would replace it. Give another path")
+        return "a baseline history"
     try:
         if path.stat().st_size > 1 << 28:  # no suite file is this large
-            return
+            return None
         data = json.loads(path.read_bytes())
     except (OSError, ValueError):
-        return
+        return None
     if isinstance(data, dict):
-        what = "a baseline file" if "entries" in data else "a results file" if "tests" in data else None
-        if what:
-            raise OptionError(f"{option} {output}: holds {what} of this suite; writing there would replace it. "
-                              "Give another path")
+        return "a baseline file" if "entries" in data else "a results file" if "tests" in data else None
+    return None
+
+
+def not_a_suite_file(option: str, output, keep: tuple = ("a results file", "a baseline file", "a baseline history")) -> None:
+    """OptionError when `output` already holds one of the suite's files of the kinds in `keep` (a
+    tool writing markdown or a PNG there, or a run its results, would replace it)."""
+    what = suite_file(output)
+    if what in keep:
+        raise OptionError(f"{option} {output}: holds {what} of this suite; writing there would replace it. "
+                          "Give another path")
 
 
 def claim_results(path: Path):

@@ -234,7 +234,10 @@ def test_a_new_kernel_is_named_and_the_gpu_history_reads_every_schema(tmp_path):
 def test_a_costly_count_change_names_what_grew_and_decides(tmp_path):
     """tests/data/h100-7b1-hostwork: H100 runs with and without PERF_INJECT=python-work (counted
     cycles with breakdowns by function)."""
-    history.add(tmp_path, sorted((DATA / "h100-7b1-hostwork").glob("*.json")))
+    runs = sorted((DATA / "h100-7b1-hostwork").glob("*.json"))
+    with pytest.raises(history.HistoryError, match="AB.json: a side-by-side run"):  # not a night
+        history.add(tmp_path, runs)
+    history.add(tmp_path, [run for run in runs if run.name != "AB.json"])
     (h,) = history.load(tmp_path)
     calls = [c for c in changepoints.changes(h) if c.kind.key == "python_calls_per_token"]
     assert calls and all("extra_python_work" in c.detail and "estimated cost" in c.detail for c in calls)
@@ -269,7 +272,9 @@ def test_changes_text_markdown_since_new_and_fail_on(tmp_path):
     (["changes", "--since", "deadbeef"], "no night of the history has a commit"),
     (["page"], "the following arguments are required: --out"),
     (["bogus"], "invalid choice: 'bogus'"),
-    (["export", "--out", "/proc/no/such/dir/x.csv"], "cannot write"),
+    (["export", "--out", "/proc/no/such/dir/x.csv"], "folder /proc/no/such/dir does not exist"),
+    (["export", "--out", "."], "a folder; give a file path inside it, e.g. --out history.csv"),
+    (["changes", "--since", "2026-13-45"], "--since 2026-13-45: no such date"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
     store = tmp_path / ("h" if args[0] in ("changes", "bogus") and len(args) == 1 else "g")
@@ -323,3 +328,34 @@ def test_the_page_has_a_chart_per_cell_the_change_points_the_nights_and_a_publis
 
 def test_an_empty_history_page_says_how_to_fill_it():
     assert "perf-history add" in trendpage.render([])
+
+
+def test_a_run_of_another_protocol_or_another_model_does_not_join_a_history(tmp_path):
+    night = DATA / "cpu-hostwork" / "C.json"
+    history.add(tmp_path, [night])
+    before = snapshot(tmp_path)
+    for change, message in ((lambda d: d["protocol"].update(new_tokens=12), "new tokens 12 vs 100"),
+                            (lambda d: d["model_identity"].update(layers=6, weights="0" * 12),
+                             "another model under one name: 6 layers")):
+        data = json.loads(night.read_text())
+        change(data)
+        data["started"] = "2026-12-07T02:00:00+00:00"
+        later = tmp_path.parent / f"{tmp_path.name}-later.json"
+        later.write_text(json.dumps(data))
+        with pytest.raises(history.HistoryError, match=f"does not continue the history .*{message}"):
+            history.add(tmp_path, [later])
+    assert snapshot(tmp_path) == before
+
+
+def test_a_full_disk_during_add_is_one_line_and_the_history_is_as_it_was(tmp_path, monkeypatch, capsys):
+    store = tmp_path / "h"
+    history.add(store, CPU_RUNS[:1])
+    before = snapshot(store)
+
+    def full(path, text):  # stands for a file system without room (ENOSPC)
+        raise OSError(28, "No space left on device", str(path))
+    monkeypatch.setattr(history.files, "write_atomically", full)
+    assert history.main(["add", str(CPU_RUNS[1]), "--history", str(store)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "No space left on device; the history is as it was" in err
+    assert snapshot(store) == before

@@ -111,6 +111,8 @@ def _usage(run, message: str):
     ("store/cpu-x/tiny-bloom.json.lock", "*--results *tiny-bloom.json.lock: inside the baseline store*"),
     ("model/config.json", "*--results *model/config.json: inside the --model folder (*model), an input of this command*"),
     ("hostfile", "*--results *hostfile: that is the --hostfile, an input of this command; writing there would replace it*"),
+    ("elsewhere/tiny-bloom.json", "*--results *elsewhere/tiny-bloom.json: holds a baseline file of this suite; writing "
+                                  "there would replace it*"),  # a baseline outside this run's --baselines
 ])
 def test_a_results_path_that_is_an_input_or_a_store_file_is_refused_before_any_load(run_perf, tmp_path, target, message):
     import shutil
@@ -119,6 +121,8 @@ def test_a_results_path_that_is_an_input_or_a_store_file_is_refused_before_any_l
     store.mkdir(parents=True)
     baseline = store / "tiny-bloom.json"
     baseline.write_text('{"schema": 2, "profile": "cpu-x", "model": "tiny-bloom", "entries": {}}')
+    (tmp_path / "elsewhere").mkdir()
+    shutil.copy(baseline, tmp_path / "elsewhere" / "tiny-bloom.json")
     shutil.copytree(EMBEDDED_MODEL, tmp_path / "model")
     (tmp_path / "hostfile").write_text("localhost slots=1\n")
     before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}

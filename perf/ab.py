@@ -181,7 +181,8 @@ def judge_pairs(cycles: dict, threshold: float) -> tuple[dict, str | None]:
             evidence_[kind.key] = replace(paired(ratios, threshold, "cycle"), label=kind.label)
     if all(v.kind in DECIDED + (NO_CHANGE,) for v in evidence_.values()):
         return evidence_, "decided"
-    if all(math.log1p(v.high) - math.log1p(v.low) < math.log1p(threshold) for v in evidence_.values()):
+    if all(v.low is not None and -1 < v.low and math.isfinite(v.high)  # unbounded below 6 pairs: not precise
+           and math.log1p(v.high) - math.log1p(v.low) < math.log1p(threshold) for v in evidence_.values()):
         return evidence_, "precise"  # narrower than the threshold: near it, and more pairs will not move it
     return evidence_, None
 

@@ -132,6 +132,10 @@ def validate(data, path: Path) -> None:
     """BaselineError naming the file, entry and field of the first problems found."""
     if not isinstance(data, dict):
         raise BaselineError(f"{path}: top level: expected an object with schema, profile, model, entries")
+    if "tests" in data and "entries" not in data:
+        raise BaselineError(f"{path}: a results file of this suite, not a baseline file (give a file of the "
+                            "baseline store, baselines/<profile>/<model>.json; perf-record-baselines makes "
+                            "entries from results)")
     if data.get("schema") not in READABLE_SCHEMAS:
         raise BaselineError(f"{path}: field 'schema': unknown schema version {data.get('schema')!r}; "
                             f"this suite reads {', '.join(map(str, READABLE_SCHEMAS))}")

@@ -194,6 +194,8 @@ def validation_message(error: dict) -> str:
     """A pydantic error's message for a user: without pydantic's model class names, with the value
     found where it is short enough to read."""
     message = re.sub(r" or instance of \w+", "", error["msg"])
+    if error["type"] == "value_error":  # a validator's own sentence, which names its field
+        return message.removeprefix("Value error, ")
     if error["type"] != "missing" and "input" in error:
         shown = repr(error["input"])
         if not isinstance(error["input"], (dict, list)) or len(shown) <= 40:

@@ -37,9 +37,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, create_model
+from pydantic import Field, ValidationError, create_model, model_validator
 
 from perf import evidence, files, models
+from perf.protocol import SPEED_TEST
 from perf.schema import Finite, Model, ModelIdentity, Positive, Samples
 from perf.worker import versions
 
@@ -62,7 +63,7 @@ _Legacy = create_model("_Legacy", __base__=Model,
 class Record(_Legacy):
     test: str
     nodeid: str
-    backend: str | None = None
+    backend: str  # every test of the suite runs one backend (a plugin may add backends: pytest_perf_backends)
     batch_size: Annotated[int, Field(gt=0, strict=True)] | None = None
     outcome: Literal[OUTCOMES] | None = None
     reason: str | None = None
@@ -70,6 +71,12 @@ class Record(_Legacy):
     samples: Samples = Samples()
     verdict: Literal[VERDICT_KINDS] | None = None
     change: Finite | None = None
+
+    @model_validator(mode="after")
+    def _sized(self):
+        if self.test == SPEED_TEST and self.batch_size is None:
+            raise ValueError(f"field batch_size: missing; every {SPEED_TEST} record has its batch size")
+        return self
 
 
 class Fingerprint(Model):

@@ -62,6 +62,8 @@ class Verdict:
 
 
 def format_change(v: Verdict) -> str:
+    if v.change is None:  # nothing to estimate from (a side by side stopped before its first pair)
+        return "no estimate"
     text = f"{v.change:+.1%}"
     if v.low is not None:
         text += f" [{v.low:+.1%}, {v.high:+.1%}]" if math.isfinite(v.low) and math.isfinite(v.high) \

@@ -611,3 +611,41 @@ def test_a_results_model_identity_of_the_wrong_shape_is_named_by_field(tmp_path,
     assert report.main([bad]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"perf-report: {bad}: field model_identity.config: Input should be a valid string")
+
+
+def _edited(tmp_path, name: str, change) -> Path:
+    data = json.loads((REPO / "tests" / "data" / "cpu-hostwork" / "C.json").read_text())
+    change(data)
+    path = tmp_path / name
+    path.write_text(json.dumps(data))
+    return path
+
+
+def _drop_batch_size(data):
+    del next(t for t in data["tests"] if t["test"] == "test_ms_per_token")["batch_size"]
+
+
+@pytest.mark.parametrize("change, message", [
+    (_drop_batch_size, "test perf/test_bloom.py::test_ms_per_token[accel_bf16-bs1]: field batch_size: missing; every "
+                       "test_ms_per_token record has its batch size"),
+    (lambda data: data["tests"][0].pop("backend"), "test perf/test_bloom.py::test_generation_is_sane[accel_bf16]: "
+                                                    "field backend: Field required"),
+])
+def test_the_tools_refuse_a_results_record_without_its_batch_size_or_its_backend(tmp_path, capsys, change,
+                                                                                             message):
+    from perf import report
+    bad = _edited(tmp_path, "bad.json", change)
+    store = tmp_path / "store"
+    assert report.main([str(bad)]) == 2
+    assert record.main([str(bad), "--baselines", str(store), "--force"]) == 2
+    err = capsys.readouterr().err
+    assert all(message in line for line in err.splitlines()) and err.count("\n") == 2 and not store.exists()
+
+
+def test_a_results_file_where_a_baseline_file_belongs_is_named_as_such(capsys):
+    from perf import report
+    run = REPO / "tests" / "data" / "cpu-hostwork" / "C.json"
+    assert report.main(["--baseline-only", str(run)]) == 2
+    assert report.main([str(run), "--article", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.count(f"{run}: a results file of this suite, not a baseline file") == 2

@@ -192,7 +192,7 @@ def test_article_section_says_per_row_how_the_article_spread_its_model_and_how_o
 
 def test_article_that_is_not_a_baseline_file_is_bad_input(capsys):
     assert report.main([str(CPU_RESULTS), "--article", str(CPU_RESULTS)]) == 2
-    assert "cpu-results.json: field 'entries': missing or not an object" in capsys.readouterr().err
+    assert "cpu-results.json: a results file of this suite, not a baseline file" in capsys.readouterr().err
 
 
 def test_baseline_only_refuses_what_it_would_ignore(capsys, tmp_path):

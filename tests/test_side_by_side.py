@@ -117,3 +117,15 @@ def test_sampling_stops_when_decided_or_when_the_interval_is_narrower_than_the_t
     assert why == "precise" and evidence["ms_per_token"].kind == "INCONCLUSIVE"  # at the threshold, and it stays there
     _, why = ab.judge_pairs(_cycles([1.0, 1.5, 0.7, 1.3, 0.8, 1.2]), 0.05)
     assert why is None  # noisy: more pairs
+    _, why = ab.judge_pairs(_cycles([1.0, 1.01]), 0.05)  # too few pairs for an interval (--ab-max-pairs 2)
+    assert why is None
+
+
+def test_a_cell_stopped_before_its_first_pair_or_its_sixth_says_so_without_a_traceback():
+    """--ab-max-seconds 1 (no pair) and --ab-max-pairs 2 (no interval): the cells as ab.judge sees them."""
+    from perf import verdicts
+    none = ab.judge({}, {}, {"base": [], "head": []}, pairs=0, threshold=0.05, unavailable=[])
+    assert none.kind == "INCONCLUSIVE" and "no pair" in none.describe()
+    assert verdicts.format_change(none) == "no estimate"
+    two = ab.judge({}, {}, _cycles([1.0, 1.01]), pairs=2, threshold=0.05, unavailable=[])
+    assert two.kind == "INCONCLUSIVE" and "too few pairs for an interval" in two.describe()

@@ -19,6 +19,9 @@ def resolve_model(text: str | None) -> tuple[str, str]:
     """(what from_pretrained gets, the model's name), or an OptionError."""
     if text is None:
         return str(EMBEDDED_MODEL), EMBEDDED_MODEL.name
+    if not text.strip():
+        raise OptionError(f"--model {text!r}: empty; give a folder holding a BLOOM checkpoint, a cached HF id or "
+                          "synthetic:bloom-560m (leave --model out for the embedded tiny-bloom)")
     if text.startswith("synthetic:"):
         try:
             _, _, name = synthetic.parse(text)

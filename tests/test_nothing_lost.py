@@ -649,3 +649,32 @@ def test_a_results_file_where_a_baseline_file_belongs_is_named_as_such(capsys):
     assert report.main([str(run), "--article", str(run)]) == 2
     err = capsys.readouterr().err
     assert err.count(f"{run}: a results file of this suite, not a baseline file") == 2
+
+
+def _nan_ms(data):
+    data["tests"][-1]["ms_per_token"] = float("nan")
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda tmp: _edited(tmp, "nan.json", _nan_ms), "ms_per_token': NaN is not a number JSON allows; fix or remove it"),
+    (lambda tmp: _edited(tmp, "s99.json", lambda d: d.update(schema=99)), "field 'schema': unknown results schema 99"),
+    (lambda tmp: (tmp / "list.json", (tmp / "list.json").write_text("[]"))[0], "not a results file of this suite"),
+    (lambda tmp: REPO / "baselines" / "cpu-amd-epyc-2c" / "tiny-bloom.json", "not a results file of this suite"),
+])
+def test_both_tools_refuse_what_is_not_a_results_file_in_one_line(tmp_path, capsys, make, message):
+    from perf import report
+    path = make(tmp_path)
+    store = tmp_path / "store"
+    assert report.main([str(path)]) == 2 and record.main([str(path), "--baselines", str(store)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and all(message in line for line in err) and not store.exists()
+
+
+def test_recording_onto_a_truncated_baseline_file_refuses_and_leaves_it(tmp_path, capsys):
+    run = REPO / "tests" / "data" / "cpu-hostwork" / "S4.json"
+    target = tmp_path / "cpu-intel-r-xeon-r-processor-2c" / "tiny-bloom.json"
+    target.parent.mkdir()
+    target.write_text('{"schema": 2, "profile": "cpu-i')
+    assert record.main([str(run), "--baselines", str(tmp_path), "--force"]) == 2
+    assert "tiny-bloom.json: not valid JSON" in capsys.readouterr().err
+    assert target.read_text() == '{"schema": 2, "profile": "cpu-i'

@@ -27,6 +27,10 @@ def _usage_error(run, *args):
     (["--hostfile", "/no/such/hostfile"], "*--hostfile '/no/such/hostfile': cannot read /no/such/hostfile*"),
     (["--cpus", "4-7"], "*--cpus '4-7': expected comma-separated CPU numbers, e.g. --cpus 4 or --cpus 4,5*"),
     (["--cpus", "100000"], "*--cpus 100000: CPU(s) [[]100000[]] not available here; this process may run on*"),
+    (["--model", ""], "*--model '': empty; give a folder holding a BLOOM checkpoint*"),
+    (["--model", "synthetic:bloom-999m"], "*--model 'synthetic:bloom-999m': expected synthetic:*"),
+    (["--update-baselines=bogus"], "*--update-baselines 'bogus': the values it takes are 'force', 'pool' and 'force-pool'*"),
+    (["--base", "/no/such/base"], "*--base '/no/such/base': *"),
 ])
 def test_bad_options_are_usage_errors_before_any_load(run_perf, args, message):
     run = run_perf(*args)

@@ -2,6 +2,7 @@
 that would overwrite inputs, baselines recorded on a busy host, which model an entry measured, runs
 that do not mix, messages that point at real files, and flags that do nothing in a run."""
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -160,10 +161,11 @@ def test_a_results_file_another_run_is_writing_is_refused(run_perf, tmp_path):
     (["R", "--out", "OTHER"], "perf-report: --out OTHER: holds a results file of this suite; writing there would "
                               "replace it*"),
     (["R", "--out", "B"], "perf-report: --out B: holds a baseline file of this suite*"),
-    (["R", "--out", "H"], "perf-report: --out H: a baseline history; writing there would replace it*"),
+    (["R", "--out", "H"], "perf-report: --out H: holds a baseline history of this suite; writing there would replace it*"),
     (["R", "--article", "B", "--out", "B"], "perf-report: --out B: that is the --article file*"),
     (["--baseline-only", "B", "--out", "B"], "perf-report: --out B: that is the --baseline-only file*"),
     (["R", "--out", "nowhere/r.md"], "perf-report: --out 'nowhere/r.md': folder nowhere does not exist*"),
+    (["R", "--out", "store"], "perf-report: --out 'store': a folder; give a file path inside it*"),
 ])
 def test_perf_report_never_writes_over_an_input_or_a_suite_file(tmp_path, monkeypatch, capsys, args, message):
     from perf import report
@@ -328,6 +330,8 @@ def _copy_model(tmp_path):
     (lambda m: (m / "model.safetensors").write_bytes(b"\x00" * 4),
      "*model.safetensors is not a whole safetensors file: too short for its own header*"),
     (lambda m: (m / "tokenizer.json").unlink(), "*m has no tokenizer.json (BLOOM's tokenizer)*"),
+    (lambda m: (m / "config.json").unlink(), "*cannot read *m/config.json: *No such file or directory*"),
+    (lambda m: (m / "config.json").write_text('{"n_layer": 2,'), "*cannot read *m/config.json: Expecting*"),
     (lambda m: (m / "tokenizer.json").write_text('{"version": "1.0", "trunc'), "*tokenizer.json is not a readable tokenizer*"),
     (lambda m: (m / "model.safetensors.index.json").write_text(
         '{"weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}'),
@@ -520,6 +524,8 @@ def test_a_path_no_disk_takes_is_a_usage_error_of_its_option(run_perf, option):
     (["--base", str(REPO), "--require-baseline"], "*--require-baseline with --base: a side-by-side run judges head "
                                                   "against base and reads no baseline, so it does nothing*"),
     (["--base", str(REPO), "--baselines", "elsewhere"], "*--baselines with --base: *so it does nothing*"),
+    (["--base", str(REPO), "--update-baselines"], "*--base with --update-baselines: a side-by-side run judges head "
+                                                  "against base and records no baseline; leave out one of them*"),
 ])
 def test_an_option_that_does_nothing_with_or_without_base_is_a_usage_error(run_perf, args, message):
     _usage(run_perf(*ACCEL, *args), message)
@@ -678,3 +684,21 @@ def test_recording_onto_a_truncated_baseline_file_refuses_and_leaves_it(tmp_path
     assert record.main([str(run), "--baselines", str(tmp_path), "--force"]) == 2
     assert "tiny-bloom.json: not valid JSON" in capsys.readouterr().err
     assert target.read_text() == '{"schema": 2, "profile": "cpu-i'
+
+
+def test_a_results_lock_left_by_a_killed_run_does_not_block_the_next(tmp_path):
+    results = tmp_path / "r.json"
+    (tmp_path / ".r.json.lock").write_text("999999\n")  # what a SIGKILLed run leaves: its pid, no flock held
+    lock, holder = files.claim(results)
+    assert lock is not None and holder is None
+    assert files.claim(results) == (None, str(os.getpid()))  # while this one holds it, another is refused
+    lock.close()
+
+
+def test_the_same_results_file_given_twice_records_its_entries_once(tmp_path, capsys):
+    run = REPO / "tests" / "data" / "cpu-hostwork" / "S4.json"
+    assert record.main([str(run), "--baselines", str(tmp_path)]) == 0
+    assert record.main([str(run), "--pool", "--baselines", str(tmp_path)]) == 0
+    assert "kept accel_bf16/bs1: these samples are already in it" in capsys.readouterr().out
+    entry = json.loads(next(tmp_path.rglob("tiny-bloom.json")).read_text())["entries"]["accel_bf16"]["bs1"]
+    assert entry["provenance"].get("runs", 1) == 1 and len(entry["samples"]["ms_per_token"]) == 5

@@ -28,7 +28,6 @@ entry's instead of replacing them, so that the baseline spans several processes 
 other kernels) is kept as it is.
 """
 import json
-import math
 import re
 import statistics
 from datetime import datetime, timezone
@@ -304,9 +303,7 @@ def same_counts(old: dict, new: dict) -> bool:
         return False
     ours, theirs = evidence.side_of_entry(new), evidence.side_of_entry(old)
     threshold = verdicts.thresholds_of(old)["work_threshold"]
-    return all(math.isclose(statistics.median(old["samples"][kind.key]), statistics.median(new["samples"][kind.key]),
-                            rel_tol=evidence.COUNT_BAND)
-               or verdicts.compare_work(kind, ours, theirs, threshold).kind == verdicts.NO_CHANGE
+    return all(verdicts.compare_work(kind, ours, theirs, threshold).kind == verdicts.NO_CHANGE
                for kind in evidence.SAMPLED if kind.breakdown and old["samples"].get(kind.key) and new["samples"].get(kind.key))
 
 
@@ -377,7 +374,7 @@ def update(path: Path, profile: str, model: str, entries: dict, mode: str = "yes
     """Merge {backend: {bsN: entry}} into the file; returns what was kept, replaced or pooled, to
     report. mode: "yes" replaces measured entries, "force" published ones too, "pool" adds to them
     unless `refuse(old, new)` gives a reason not to (perf.verdicts.pool_refusal: the run was a
-    REGRESSION or INCONCLUSIVE against the entry), "force-pool" adds to them anyway. An entry
+    REGRESSION or IMPROVEMENT against the entry, or its work differs), "force-pool" adds to them anyway. An entry
     for which `busy(entry)` gives a reason (perf.verdicts.busy_refusal: the host was busy while it
     was measured) is not written unless the mode is a forced one.
     A write that fails (a full disk) leaves the file and its history as they were, and raises OSError."""

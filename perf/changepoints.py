@@ -38,7 +38,7 @@ PENALTY = 8.0
 MIN_NIGHTS = 2  # a segment holds at least this many nights
 DRIFT_GAP = 7  # steps the same way at most this many nights (a week) apart are one drift
 
-TIMING, WORK, MEMORY = evidence.TIMING, evidence.WORK, evidence.MEMORY
+TIMING = evidence.TIMING
 
 
 @dataclass(frozen=True)

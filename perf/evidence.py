@@ -273,7 +273,8 @@ def side_of_record(record: dict) -> Side:
 def side_of_entry(entry: dict) -> Side:
     return Side(samples=entry.get("samples") or {}, kernels=entry.get("kernels"),
                 peak_memory_mb=entry.get("peak_memory_mb"), oom=entry["outcome"] == "oom",
-                counted=entry.get("counted"), runs=(entry.get("provenance") or {}).get("runs") or 1)
+                counted=entry.get("counted"), runs=(entry.get("provenance") or {}).get("runs") or 1,
+                cpus=entry.get("worker_cpus"))
 
 
 def breakdowns_from(replies: list[dict]) -> dict:

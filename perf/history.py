@@ -21,7 +21,7 @@ from pathlib import Path
 
 from perf import evidence, files, outputs, results
 from perf.options import OptionError, ToolParser
-from perf.table import SPEED_TEST
+from perf.table import SPEED_TEST, backend_order
 
 INDEX_SCHEMA = 1
 INDEX = "index.json"
@@ -74,7 +74,6 @@ class History:
     nights: list[Night]
 
     def cells(self) -> list[tuple[str, int]]:
-        from perf.table import backend_order
         keys = {key for night in self.nights for key in night.cells}
         order = backend_order(b for b, _ in keys)
         return sorted(keys, key=lambda k: (order.index(k[0]), k[1]))
@@ -261,6 +260,7 @@ def main(argv=None) -> int:
         if out is not None:  # checked before anything is read or written
             outputs.writable_file("--out", str(out), "index.html" if args.verb == "page" else "history.csv")
             outputs.not_a_suite_file("--out", out)
+            outputs.not_an_input("--out", out, {}, {"the --history folder": folder})  # its index, its runs
         if args.verb == "add":
             print("\n".join(add(folder, args.results)))
             return 0
@@ -277,7 +277,7 @@ def main(argv=None) -> int:
         files.write_atomically(out, text) if out else sys.stdout.write(text)
         if args.verb == "page":
             print(f"perf-history: wrote {out}")
-    except (HistoryError, OptionError) as exc:
+    except (HistoryError, OptionError, results.ResultsError) as exc:  # a stored run damaged (a bad merge)
         print(f"perf-history: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # a file could not be written (a full disk); what was stored is as it was

@@ -51,7 +51,7 @@ def main(argv=None) -> int:
     ap.add_argument("--baselines", type=Path, default=Path("baselines"),
                     help="the store (default: ./baselines)")
     ap.add_argument("--pool", action="store_true", help="add the samples to the entries instead of replacing them, "
-                                                         "unless the run was a REGRESSION or INCONCLUSIVE against them")
+                                                         "unless the run was a REGRESSION or IMPROVEMENT against them, or its work differs")
     ap.add_argument("--force", action="store_true", help="also replace published entries, and record entries measured "
                                                           "on a busy host; with --pool, pool anyway")
     args = ap.parse_args(argv)

@@ -34,7 +34,7 @@ class Settings:
     backend_envs: dict[str, BackendEnv] = field(default_factory=dict)
     baselines_dir: Path = Path("baselines")  # the store; the command line's default is <rootdir>/baselines
     hardware: str | None = None  # the hardware profile; None: derived from the fingerprint
-    update_baselines: str | None = None  # None, "yes", "force" or "pool"
+    update_baselines: str | None = None  # None, "yes", "force", "pool" or "force-pool"
     strict_perf: bool = False
     require_baseline: bool = False
     base: Path | None = None  # --base: a checkout to run side by side with this one (perf.ab)
@@ -90,11 +90,12 @@ def add_options(parser) -> None:
     group.addoption("--hardware", default=None, metavar="NAME",
                     help="hardware profile naming the baseline file, e.g. 8xA100-80GB "
                          "(default: derived from the devices found, e.g. 1xH200, cpu-amd-epyc-2c)")
-    group.addoption("--update-baselines", nargs="?", const="yes", default=None, metavar="force|pool",
+    group.addoption("--update-baselines", nargs="?", const="yes", default=None, metavar="force|pool|force-pool",
                     help="write this run's measured entries into the baseline file; "
                          "--update-baselines=force also replaces published entries; "
                          "--update-baselines=pool adds this run's samples to the entries' (a baseline over several "
-                         "runs) unless the run was a REGRESSION or INCONCLUSIVE against them; =force-pool adds them anyway")
+                         "runs) unless the run was a REGRESSION or IMPROVEMENT against them, or its work differs; "
+                         "=force-pool adds them anyway")
     group.addoption("--require-baseline", action="store_true", default=False,
                     help="stop before any load when this hardware profile and model have no baseline file "
                          "(for CI: without it, every cell is NEW and the run passes)")

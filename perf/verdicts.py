@@ -9,13 +9,19 @@ Each kind of evidence (perf.evidence, the table) is compared with its own noise 
 - "interval" (GPU kernel time per decode step, from the profiled cycles): the Moses interval of the
   shift, at 95% where the cycles allow it, else the range of all ratios at the confidence it has.
   Kernel time does not follow the host: it held within 0.1% between processes and under load.
-- "kernels" and "count" (kernel launches and the set of kernels per step, aten operators per
-  token): exact, so any change is named.
+- "kernels" (kernel launches and the set of kernels per step): exact, so any change is named.
+- "count" (the host's work from the counted cycles: Python calls, aten operators, syncs,
+  allocations, copies): exact within COUNT_BAND; a change names what changed and decides by its
+  estimated cost against `work_threshold` (compare_work).
+- "shift" (off-CPU time per token, memcpy and memset per step: times that may be 0): the shift in
+  its own unit against the threshold's share of a reference time (compare_shift).
 - "memory": out of memory where the baseline ran, or peak memory past its threshold.
 
 The cell, from the evidence by role (combine): a REGRESSION when a WORK kind that decides is one
-(the kernels that grew are named), or when the TIMING kinds all are on a host that was not busy
-(the LOAD kinds say how busy); an IMPROVEMENT likewise when nothing regressed; NO CHANGE only when
+(the kernels or functions that grew are named), when the WAIT kind is on a host that was not busy
+("waited"), or when the TIMING kinds all are on a host that was neither busy (the LOAD kinds say
+how busy) nor unsteady (host_unsteady: a baseline of one process, or a host probe that moved past
+half the threshold); an IMPROVEMENT likewise when nothing regressed; NO CHANGE only when
 every kind both sides have says so; INCONCLUSIVE otherwise, saying why. MEMORY vetoes: its
 REGRESSION fails the cell whatever the rest says. An entry that lacks some evidence (an older
 baseline, a published figure) is judged on what it has, and the verdict says so.
@@ -286,8 +292,8 @@ def compare_shift(kind, new: list[float], base: list[float], reference: list[flo
 
 
 def _compare_with_zero(new: list[float], base: list[float], what: str) -> Verdict:
-    """A time that is 0 in some cycle (a step without a memset): no log, so no interval; 0 on both
-    sides is no change, anything else is a change, named."""
+    """A time that is 0 in some cycle: no log, so no interval; 0 on both sides is no change,
+    anything else is a change, named."""
     if not any(new) and not any(base):
         return Verdict(NO_CHANGE, detail=f"no {what} on either side")
     return Verdict(CHANGED, detail=f"{statistics.median(new):.3g} {what}, baseline {statistics.median(base):.3g}")
@@ -349,7 +355,8 @@ def available(kind, side: Side) -> bool:
     if kind.compare == "kernels":
         return bool(side.kernels)
     if kind.compare == "count":
-        return side.has(kind.key) and bool(((side.counted or {}).get("breakdowns") or {}).get(kind.key))
+        # present, if empty: a warm allocator makes no allocation in a step, and that 0 is the baseline
+        return side.has(kind.key) and kind.key in ((side.counted or {}).get("breakdowns") or {})
     return side.has(kind.key)
 
 
@@ -430,7 +437,7 @@ def _judge_evidence(ours: Side, theirs: Side, thresholds: dict) -> Verdict:
     """Each kind of evidence both sides have, then the cell from them by role (combine)."""
     evidence = {key: v for role in (TIMING, WORK, WAIT) for key, v in evidence_of(role, ours, theirs, thresholds).items()}
     busy = [f"{side}: {why}" for side, why in (("this run", host_busy(ours.samples, ours.cpus)),
-                                               ("the baseline", host_busy(theirs.samples, ours.cpus))) if why]
+                                               ("the baseline", host_busy(theirs.samples, theirs.cpus or ours.cpus))) if why]
     return combine(evidence, busy, ours, theirs, AGAINST_ENTRY, host_unsteady(ours, theirs, thresholds["threshold"]))
 
 

@@ -411,3 +411,19 @@ def test_pooling_takes_the_same_counts_whatever_names_made_the_top_of_a_breakdow
     assert baselines.pooled(old, more) == (None, "their counted host work differs")
     cheap = _with_calls(entry(wall=20.2), {**STEP_CALLS, "LogitsProcessorList.__call__": (101, 0.0201)})
     assert baselines.pooled(old, cheap)[0]["provenance"]["runs"] == 3  # +1 call in 3201: beyond the band, costs nothing
+
+
+def test_a_count_that_is_zero_in_the_baseline_is_judged_and_one_that_appears_is_named():
+    """A warm allocator makes no device allocation in a step (the H100's entries: 0 per step, an
+    empty breakdown): that 0 is evidence, and allocations that start in the head are work."""
+    def with_allocs(side, calls: dict):
+        side["samples"]["allocs_per_step"] = [sum(c for c, _ in calls.values()) / 100]
+        counted = side.get("counted") or side["profile"]["counted"]
+        counted["breakdowns"]["allocs_per_step"] = {name: list(v) for name, v in calls.items()}
+        return side
+    base = with_allocs(_with_calls(entry(), STEP_CALLS), {})
+    same = with_allocs(_with_calls(record(), STEP_CALLS), {})
+    assert judge(same, base).evidence["allocs_per_step"].kind == NO_CHANGE
+    churn = with_allocs(_with_calls(record(), STEP_CALLS), {"cudaMalloc": (200, 0.2)})
+    verdict = judge(churn, base)
+    assert verdict.evidence["allocs_per_step"].kind == REGRESSION and "cudaMalloc +2/step (new)" in verdict.detail

@@ -359,3 +359,19 @@ def test_a_full_disk_during_add_is_one_line_and_the_history_is_as_it_was(tmp_pat
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "No space left on device; the history is as it was" in err
     assert snapshot(store) == before
+
+
+def test_out_inside_the_history_or_a_damaged_stored_run_is_one_line_and_changes_nothing(tmp_path, capsys):
+    store = tmp_path / "h"
+    history.add(store, CPU_RUNS[:2])
+    before = snapshot(store)
+    for verb in ("export", "page"):
+        assert history.main([verb, "--history", str(store), "--out", str(store / "index.json")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "inside the --history folder" in err
+    assert snapshot(store) == before
+    stored = store / listed(store)[0]
+    stored.write_text(stored.read_text()[:500])  # a bad merge of the history branch
+    assert history.main(["changes", "--history", str(store)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{stored}: not valid JSON" in err

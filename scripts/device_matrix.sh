@@ -1,9 +1,10 @@
 #!/bin/bash
 # A baseline matrix over several device calls (the `device` tool; one call <= 10 minutes):
 # processes P1 and P2 record, P3 is the same code judged against P1 pooled with P2.
-# Usage there: BUDGET=540 bash scripts/device_matrix.sh JOB...   JOB = PHASE:BACKEND, e.g. P1:ds_fp16
+# Usage there: BUDGET=540 bash scripts/device_matrix.sh JOB...   JOB = PHASE:BACKEND[@SIZES], e.g. P1:ds_fp16
+# or P1:ds_fp16@128,256 (batch sizes other than $BS: their own files, their own entries in the store).
 # Each job is one pytest process (-k "test_ms_per_token and BACKEND", $BS on $MODEL) writing
-# $RUNS/PHASE-BACKEND.json and .log; a job already done (its results file there, or carried in
+# $RUNS/PHASE-BACKEND[@SIZES].json and .log; a job already done (its results file there, or carried in
 # $CARRIED from an earlier machine with the same GPU) is skipped, one that would not fit in what is left of BUDGET
 # (seconds, by EST_<backend>) is not started. Everything in $RUNS is tarred into $OUT at the end.
 # P3:BACKEND first records P1-BACKEND.json and pools P2-BACKEND.json into /tmp/store (--force:
@@ -29,16 +30,17 @@ source .whl/install.sh .whl || exit 1
 export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
 left() { echo $(( BUDGET - $(date +%s) + S )); }
 for job in "$@"; do
-  phase=${job%%:*}; b=${job#*:}; name=$phase-$b
+  phase=${job%%:*}; cell=${job#*:}; b=${cell%@*}; name=$phase-$cell
   [ -s "$R/$name.json" ] && { echo "== $name: done before"; continue; }
   est=EST_$b; est=${!est:-200}
   [ "$(left)" -lt "$est" ] && { echo "== $name: not started ($(left) s left, needs about $est)"; continue; }
   args=(--baselines /tmp/nobase); sizes=$BS; inject=
+  [ "$cell" != "$b" ] && sizes=${cell#*@}
   if [ "$phase" != P1 ] && [ "$phase" != P2 ]; then
-    if [ ! -e "$R/store-$b" ]; then
-      python3 -m perf.record --baselines /tmp/store --force "$R/P1-$b.json" >> "$R/$name.log" 2>&1 &&
-      python3 -m perf.record --baselines /tmp/store --force --pool "$R/P2-$b.json" >> "$R/$name.log" 2>&1 &&
-      touch "$R/store-$b" || { echo "== $name: recording P1/P2 failed"; tail -3 "$R/$name.log"; continue; }
+    if [ ! -e "$R/store-$cell" ]; then
+      python3 -m perf.record --baselines /tmp/store --force "$R/P1-$cell.json" >> "$R/$name.log" 2>&1 &&
+      python3 -m perf.record --baselines /tmp/store --force --pool "$R/P2-$cell.json" >> "$R/$name.log" 2>&1 &&
+      touch "$R/store-$cell" || { echo "== $name: recording P1/P2 failed"; tail -3 "$R/$name.log"; continue; }
     fi
     args=(--baselines /tmp/store --require-baseline)
   fi

@@ -199,8 +199,7 @@ def judge(head: dict, base: dict, cycles: dict, pairs: int, threshold: float, un
         evidence_ = {key: replace(v, kind=INCONCLUSIVE, detail=f"{v.detail}; too few pairs for an interval")
                      for key, v in evidence_.items()}
     ours, theirs = evidence.side_of_record(head), evidence.side_of_record(base)
-    thresholds = {"threshold": threshold, "gpu_threshold": baselines.DEFAULT_GPU_THRESHOLD,
-                  "work_threshold": baselines.DEFAULT_WORK_THRESHOLD}
+    thresholds = {**baselines.default_thresholds(), "threshold": threshold}
     for role in (evidence.WORK, evidence.WAIT):
         evidence_.update(verdicts.evidence_of(role, ours, theirs, thresholds))
     cell = verdicts.combine(evidence_, [], ours, theirs, verdicts.AGAINST_BASE)

@@ -61,6 +61,14 @@ DEFAULT_WORK_THRESHOLD = 0.05
 PROMPTS_ID = "transformers-bloom-inference (8 prompts)"
 
 
+def default_thresholds(gpu: bool = True) -> dict:
+    """An entry's threshold fields and their defaults: the GPU's, or the CPU's wider ones. Entries
+    that predate a field are judged with its GPU default."""
+    return {"threshold": DEFAULT_THRESHOLD if gpu else CPU_THRESHOLD, "gpu_threshold": DEFAULT_GPU_THRESHOLD,
+            "work_threshold": DEFAULT_WORK_THRESHOLD,
+            "memory_threshold": DEFAULT_MEMORY_THRESHOLD if gpu else CPU_MEMORY_THRESHOLD}
+
+
 class BaselineError(Exception):
     """A baseline file that cannot be used; the message names the file, entry and field."""
 
@@ -247,10 +255,7 @@ def entry_from(record: dict, protocol: dict, fingerprint: dict, date: str | None
         "samples": {} if oom else {kind.key: list(record["samples"].get(kind.key) or []) for kind in evidence.SAMPLED},
         "kernels": None if oom or not kernels else kernels,
         "counted": None if oom or not counted else counted,
-        "threshold": DEFAULT_THRESHOLD if gpu else CPU_THRESHOLD,
-        "gpu_threshold": DEFAULT_GPU_THRESHOLD,
-        "work_threshold": DEFAULT_WORK_THRESHOLD,
-        "memory_threshold": DEFAULT_MEMORY_THRESHOLD if gpu else CPU_MEMORY_THRESHOLD,
+        **default_thresholds(gpu),
         # How many CPUs the worker could run on: what its host load (other_cpus) is a share of.
         "worker_cpus": None if oom else record.get("worker_cpus"),
         "provenance": {"kind": "measured", "date": date or datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -353,8 +358,7 @@ def pooled(old: dict, new: dict) -> tuple[dict | None, str]:
             "samples": samples, "kernels": new.get("kernels") or old.get("kernels"),
             "counted": new.get("counted") or old.get("counted"),
             # thresholds are kept: a profile's may have been edited by hand
-            **{name: old.get(name, new.get(name)) for name in ("threshold", "gpu_threshold", "work_threshold",
-                                                                "memory_threshold")
+            **{name: old.get(name, new.get(name)) for name in default_thresholds()
                if old.get(name, new.get(name)) is not None},
             "provenance": provenance}, note
 

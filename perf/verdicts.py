@@ -340,10 +340,7 @@ def host_busy(samples: dict, cpus: int | None) -> str | None:
 # -- each kind of evidence, by the name of its comparison ------------------------------------------
 def thresholds_of(entry: dict) -> dict:
     """The entry's threshold fields, with the defaults for entries that predate one."""
-    return {"threshold": entry.get("threshold") or baselines.DEFAULT_THRESHOLD,
-            "gpu_threshold": entry.get("gpu_threshold") or baselines.DEFAULT_GPU_THRESHOLD,
-            "work_threshold": entry.get("work_threshold") or baselines.DEFAULT_WORK_THRESHOLD,
-            "memory_threshold": entry.get("memory_threshold") or baselines.DEFAULT_MEMORY_THRESHOLD}
+    return {name: entry.get(name) or default for name, default in baselines.default_thresholds().items()}
 
 
 PROBE_KEY = of_role(PROBE)[0].key

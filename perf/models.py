@@ -51,13 +51,7 @@ def resolve_model(text: str | None) -> tuple[str, str]:
                 f"--model {text!r}: not in the local Hugging Face cache and this suite never "
                 f"downloads; run `hf download {text}` where there is network, or give a local folder")
         config, name = Path(cached), text.replace("/", "--")
-    try:
-        data = json.loads(config.read_text())
-    except (OSError, ValueError) as exc:
-        raise OptionError(f"--model {text!r}: cannot read {config}: {exc}") from None
-    if not isinstance(data, dict):
-        raise OptionError(f"--model {text!r}: {config} is not a model configuration (a JSON object "
-                          "with model_type 'bloom')")
+    data = _read_config(config.parent, f"--model {text!r}")
     model_type = data.get("model_type")
     if model_type != "bloom":
         raise OptionError(f"--model {text!r}: {config} says model_type {model_type!r}; "

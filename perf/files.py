@@ -157,11 +157,18 @@ def read_json(path: Path, error: type[Exception], what: str):
     """The strict JSON (no NaN or Infinity) in `path`, which should hold `what` ("the baseline
     file", "a results file"); anything else raises `error` with one line naming the path."""
     try:
-        text = Path(path).read_text()
+        raw = Path(path).read_bytes()
     except IsADirectoryError:
         raise error(f"{path}: a folder, where {what} should be; move it away or name the file") from None
     except OSError as exc:
         raise error(f"{path}: cannot read {what}: {exc.strerror}") from None
+    return parse_json(raw, path, error, what)
+
+
+def parse_json(raw: bytes, path: Path, error: type[Exception], what: str):
+    """read_json's checks on bytes already read from `path` (a caller that also keeps their digest)."""
+    try:
+        text = raw.decode()
     except UnicodeDecodeError:
         raise error(f"{path}: not a text file, so not {what}; fix or remove it") from None
     try:

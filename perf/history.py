@@ -99,7 +99,7 @@ def _entry_for(path: Path, raw: bytes) -> tuple[dict, dict]:
     """The index entry of one results file (`raw`: its bytes) and the file's data, checked;
     HistoryError if unusable."""
     try:
-        data = results.read(path)
+        data = results.parse(raw, path)  # the bytes whose digest the index keeps
     except results.ResultsError as exc:
         raise HistoryError(str(exc)) from None
     if data.get("side_by_side"):

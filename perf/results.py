@@ -120,10 +120,18 @@ def _where(error: dict, data: dict) -> str:
     return ": ".join(where + [files.validation_message(error)])
 
 
+WHAT = "a results file of this suite"
+
+
 def read(path: Path) -> dict:
     """One results file, validated (ResultsError with one line for the user otherwise)."""
     path = Path(path)
-    return checked(files.read_json(path, ResultsError, "a results file of this suite"), path)
+    return checked(files.read_json(path, ResultsError, WHAT), path)
+
+
+def parse(raw: bytes, path: Path) -> dict:
+    """read() of bytes already read from `path`."""
+    return checked(files.parse_json(raw, path, ResultsError, WHAT), path)
 
 
 def checked(data, path) -> dict:

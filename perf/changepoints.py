@@ -30,7 +30,7 @@ import numpy as np
 import ruptures
 
 from perf import baselines, evidence, stats, verdicts
-from perf.history import History, samples_of
+from perf.history import History, HistoryError, samples_of
 
 # Penalty per change point, in units of the noise (sigma^2) times log(nights): no change point in
 # 200 null histories of 60 nights resampled from 21 real processes (docs/notes/2026-12-06-history-change-points.md).
@@ -309,7 +309,6 @@ def listed(histories: list[History], since: str | None = None, new_only: bool = 
     """The change points of every history, newest first; `since`: a date (YYYY-MM-DD) or a commit
     (prefix): only those whose new level starts after it; `new_only`: only those the newest night
     of its history brought (found with it, not without it)."""
-    from perf.history import HistoryError
     if since and _is_date(since):
         try:
             datetime.date.fromisoformat(since)

@@ -278,12 +278,10 @@ def main(argv=None) -> int:
         if args.verb == "page":
             print(f"perf-history: wrote {out}")
     except (HistoryError, OptionError, results.ResultsError) as exc:  # a stored run damaged (a bad merge)
-        print(f"perf-history: {exc}", file=sys.stderr)
-        return 2
+        return ap.fail(exc)
     except OSError as exc:  # a file could not be written (a full disk); what was stored is as it was
-        print(f"perf-history: cannot write {exc.filename or out or folder}: {exc.strerror}"
-              + ("; the history is as it was" if args.verb == "add" else ""), file=sys.stderr)
-        return 2
+        return ap.fail(f"cannot write {exc.filename or out or folder}: {exc.strerror}"
+                       + ("; the history is as it was" if args.verb == "add" else ""))
     return status
 
 

@@ -6,6 +6,7 @@ import argparse
 import math
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,11 @@ class ToolParser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(2, f"{self.prog}: {message}\n")
+
+    def fail(self, message) -> int:
+        """Bad input found after parsing (a file, a disk): the same one line; the status to return."""
+        print(f"{self.prog}: {message}", file=sys.stderr)
+        return 2
 
 
 # The longest file name most file systems take (ext4, xfs, tmpfs: 255 bytes); a profile or model

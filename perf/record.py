@@ -58,8 +58,7 @@ def main(argv=None) -> int:
     try:
         planned = plan(args.results, args.baselines)
     except (results.ResultsError, OptionError) as exc:
-        print(f"perf-record-baselines: {exc}", file=sys.stderr)
-        return 2
+        return ap.fail(exc)
     refused = False  # an entry measured on a busy host, left out
     for path, run, by_profile in planned:
         if not by_profile:
@@ -72,11 +71,9 @@ def main(argv=None) -> int:
                                          busy=verdicts.busy_refusal)
                 refused = refused or any(note.startswith(baselines.NOT_RECORDED) for note in notes)
             except baselines.BaselineError as exc:  # the file is left as it was
-                print(f"perf-record-baselines: {exc}", file=sys.stderr)
-                return 2
+                return ap.fail(exc)
             except OSError as exc:
-                print(f"perf-record-baselines: cannot write {target}: {exc.strerror}; it is left as it was", file=sys.stderr)
-                return 2
+                return ap.fail(f"cannot write {target}: {exc.strerror}; it is left as it was")
             print(f"{path} -> {target}: " + "; ".join(notes))
     return 1 if refused else 0
 

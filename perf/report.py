@@ -449,11 +449,9 @@ def main(argv=None) -> int:
         else:
             sys.stdout.write(text)
     except (ReportError, OptionError) as exc:
-        print(f"perf-report: {exc}", file=sys.stderr)
-        return 2
+        return ap.fail(exc)
     except OSError as exc:
-        print(f"perf-report: cannot write {exc.filename or args.out}: {exc.strerror}", file=sys.stderr)
-        return 2
+        return ap.fail(f"cannot write {exc.filename or args.out}: {exc.strerror}")
     args.fail_on = args.fail_on or "regression"
     failing = {"regression": set(DECIDED) - {IMPROVEMENT}, "inconclusive": {REGRESSION, INCONCLUSIVE},
                "never": set()}[args.fail_on]

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from perf.backends import BACKENDS
-from perf import baselines, files, outputs, results, synthetic, table, verdicts
+from perf import baselines, evidence, files, outputs, results, synthetic, table, verdicts
 from perf.correctness import THRESHOLDS
 from perf.options import OptionError, ToolParser
 from perf.protocol import SPEED_TEST
@@ -284,7 +284,29 @@ def render_baseline(path: Path) -> str:
     runs = [p.get("runs") or 1 for p in provenance if p["kind"] == "measured"]
     described = "; ".join(sorted({p["source"] for p in provenance if p.get("source")})
                           + ([f"measured, samples of up to {max(runs)} run(s) an entry"] if runs else []))
-    return "\n".join([f"ms/token, {data['model']} on {data['profile']} ({described})", ""] + out.lines()) + "\n"
+    lines = [f"ms/token, {data['model']} on {data['profile']} ({described})", ""] + out.lines()
+    if runs:  # measured entries: what each can decide on
+        held = table.Table("", ["Project"] + [f"bs={s}" for s in sizes], True)
+        for backend in table.backend_order(data["entries"]):
+            held.rows.append([table.title(backend)] + [
+                "" if (entry := data["entries"][backend].get(f"bs{size}")) is None else _evidence_held(entry)
+                for size in sizes])
+        lines += ["", f"Evidence an entry holds: runs pooled, kinds of samples of the {len(evidence.SAMPLED)} the suite "
+                  "takes (a CPU run takes none of the GPU's), kernels and host-work breakdowns", ""] + held.lines()
+    return "\n".join(lines) + "\n"
+
+
+def _evidence_held(entry: dict) -> str:
+    """'2 runs, 18/18 kinds, kernels, breakdowns' (or 'OOM', 'published')."""
+    if entry["outcome"] == "oom":
+        return "OOM"
+    if entry["provenance"]["kind"] != "measured":
+        return entry["provenance"]["kind"]
+    runs = entry["provenance"].get("runs") or 1
+    kinds = sum(1 for kind in evidence.SAMPLED if (entry.get("samples") or {}).get(kind.key))
+    return ", ".join([f"{runs} run{'s' if runs > 1 else ''}", f"{kinds}/{len(evidence.SAMPLED)} kinds"]
+                     + (["kernels"] if entry.get("kernels") else [])
+                     + (["breakdowns"] if (entry.get("counted") or {}).get("breakdowns") else []))
 
 
 def render_article(run: dict, path: Path) -> str:

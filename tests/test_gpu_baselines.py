@@ -31,3 +31,11 @@ def test_the_same_code_on_the_h100_decides_nothing_and_its_work_is_unchanged(cap
     assert out.splitlines()[0] == "**6 inconclusive**"
     verdicts = [line for line in out.splitlines() if line.startswith("- ") and ": INCONCLUSIVE" in line]
     assert len(verdicts) == 6 and all("work unchanged; host timing not reproducible here" in v for v in verdicts)
+
+
+def test_baseline_only_says_what_each_h100_entry_can_decide_on(capsys):
+    assert report.main(["--baseline-only", str(H100_BASELINE)]) == 0
+    held = capsys.readouterr().out.split("Evidence an entry holds")[1]
+    full = f"2 runs, {len(evidence.SAMPLED)}/{len(evidence.SAMPLED)} kinds, kernels, breakdowns"
+    rows = [line for line in held.splitlines() if line.startswith("| ") and "Project" not in line and "---" not in line]
+    assert len(rows) == 3 and all(line.count(full) == 3 for line in rows), held

@@ -10,8 +10,9 @@
 # P3:BACKEND first records P1-BACKEND.json and pools P2-BACKEND.json into /tmp/store (--force:
 # the same code, a shared host) and runs with --require-baseline against it; F:BACKEND and
 # G:BACKEND the same at bs 1 and 8, with 10% more Python work a step (F) or one more GEMM of
-# G_N x G_N a step (G; 2200: about 0.11 ms, +1.4% to +1.8% of the H100's 7b1 step at bs 1 and 8, from
-# gpu-matmul:3300 taking 0.37 ms there and N^3).
+# G_N x G_N a step (G). What a GEMM costs is cuBLAS's choice of kernel, not N^3: on the H200 (7b1, bs 1
+# and 8) 2200 added 0.04 ms a step (+0.6-0.7%), 2800 0.06 ms (+1.0-1.2%), both an sm90 nvjet kernel, and
+# 3300 0.37 ms (+5.7-7.0%), an sm80 cutlass one (docs/notes/2026-12-06-h200-host-work.md).
 # Wheels: ../shared/offline-gpu/fetch-wheels.sh into .whl (carry: [".whl"]); bitsandbytes' 43 MB wheel
 # fits the 64 MiB a call carries once trimmed to its CUDA 13 libraries (7 MB), in .whl/main:
 #   zip -d bitsandbytes-0.50.2-*.whl 'bitsandbytes/libbitsandbytes_cuda1[12]*' \
@@ -47,7 +48,7 @@ for job in "$@"; do
   fi
   case $phase in  # F, G: injected from outside the suite (scripts/inject/sitecustomize.py), bs 1 and 8
     F) inject=python-work:0.10; sizes=1,8;;
-    G) inject=gpu-matmul:${G_N:-2200}; sizes=1,8;;
+    G) inject=gpu-matmul:${G_N:-2800}; sizes=1,8;;
   esac
   t0=$(date +%s)
   PERF_INJECT=$inject PYTHONPATH=${inject:+$PWD/scripts/inject:}$PYTHONPATH \

@@ -4,12 +4,12 @@
 # Usage there: BUDGET=540 bash scripts/device_matrix.sh JOB...   JOB = PHASE:BACKEND[@SIZES], e.g. P1:ds_fp16
 # or P1:ds_fp16@128,256 (batch sizes other than $BS: their own files, their own entries in the store).
 # Each job is one pytest process (-k "test_ms_per_token and BACKEND", $BS on $MODEL) writing
-# $RUNS/PHASE-BACKEND[@SIZES].json and .log; a job already done (its results file there, or carried in
+# $RUNS/PHASE-BACKEND[@SIZES].json and .log (G: G<G_N>-BACKEND...); a job already done (its results file there, or carried in
 # $CARRIED from an earlier machine with the same GPU) is skipped, one that would not fit in what is left of BUDGET
 # (seconds, by EST_<backend>) is not started. Everything in $RUNS is tarred into $OUT at the end.
 # P3:BACKEND first records P1-BACKEND.json and pools P2-BACKEND.json into /tmp/store (--force:
 # the same code, a shared host) and runs with --require-baseline against it; F:BACKEND and
-# G:BACKEND the same at bs 1 and 8, with 10% more Python work a step (F) or one more GEMM of
+# G:BACKEND the same at bs 1 and 8 (or @SIZES), with 10% more Python work a step (F) or one more GEMM of
 # G_N x G_N a step (G). What a GEMM costs is cuBLAS's choice of kernel, not N^3: on the H200 (7b1, bs 1
 # and 8) 2200 added 0.04 ms a step (+0.6-0.7%), 2800 0.06 ms (+1.0-1.2%), both an sm90 nvjet kernel, and
 # 3300 0.37 ms (+5.7-7.0%), an sm80 cutlass one (docs/notes/2026-12-06-h200-host-work.md).
@@ -32,7 +32,8 @@ source .whl/install.sh .whl || exit 1
 export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
 left() { echo $(( BUDGET - $(date +%s) + S )); }
 for job in "$@"; do
-  phase=${job%%:*}; cell=${job#*:}; b=${cell%@*}; name=$phase-$cell
+  phase=${job%%:*}; cell=${job#*:}; b=${cell%%@*}; name=$phase-$cell
+  [ "$phase" = G ] && name=G${G_N:-2800}-$cell  # each GEMM size its own file
   [ -s "$R/$name.json" ] && { echo "== $name: done before"; continue; }
   est=EST_$b; est=${!est:-200}
   [ "$(left)" -lt "$est" ] && { echo "== $name: not started ($(left) s left, needs about $est)"; continue; }
@@ -47,8 +48,8 @@ for job in "$@"; do
     args=(--baselines /tmp/store --require-baseline)
   fi
   case $phase in  # F, G: injected from outside the suite (scripts/inject/sitecustomize.py), bs 1 and 8
-    F) inject=python-work:0.10; sizes=1,8;;
-    G) inject=gpu-matmul:${G_N:-2800}; sizes=1,8;;
+    F) inject=python-work:0.10; [ "$cell" = "$b" ] && sizes=1,8;;
+    G) inject=gpu-matmul:${G_N:-2800}; [ "$cell" = "$b" ] && sizes=1,8;;
   esac
   t0=$(date +%s)
   PERF_INJECT=$inject PYTHONPATH=${inject:+$PWD/scripts/inject:}$PYTHONPATH \

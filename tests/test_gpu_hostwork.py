@@ -46,15 +46,17 @@ def test_more_python_work_per_step_is_a_regression_in_every_cell_naming_the_func
 
 def test_one_more_gemm_a_step_is_a_regression_naming_its_kernel_from_a_percent_up(store, capsys):
     summary, lines = verdicts(["G2800-ds_fp16"], store, capsys)  # +1.2% and +1.1%
-    assert summary == "**2 regressions**" and all("grew: nvjet_sm90_hsh_128x240" in line for line in lines)
+    assert summary == "**2 regressions**" and len(lines) == 2
+    assert all("grew: nvjet_sm90_hsh_128x240" in line for line in lines)
     summary, lines = verdicts(["G3300-accel_bf16"], store, capsys)  # cuBLAS picks an sm80 kernel: +7.0%, +5.7%
-    assert summary == "**2 regressions**" and all("grew: cutlass::Kernel2<cutlass_80_tensorop" in line for line in lines)
+    assert summary == "**2 regressions**" and len(lines) == 2
+    assert all("grew: cutlass::Kernel2<cutlass_80_tensorop" in line for line in lines)
     summary, lines = verdicts(["G2800-accel_bf16"], store, capsys)  # +1.2%, and +1.0% on the threshold
     assert summary == "**1 regression, 1 inconclusive**"
 
 
 def test_a_gemm_below_the_threshold_is_reported_by_name_not_failed(store, capsys):
     summary, lines = verdicts(["G2200-accel_bf16"], store, capsys)  # +0.7%, +0.6%: one more launch a step
-    assert summary == "**2 inconclusive**"
+    assert summary == "**2 inconclusive**" and len(lines) == 2
     assert all("launches per decode step (baseline" in line and "kernels changed: decode: +nvjet_sm90_tst" in line
                for line in lines)

@@ -225,8 +225,14 @@ def _say_idle_options(session) -> None:
         progress(session.config, note)
 
 
+SUITE_DIR = Path(__file__).resolve().parent  # the suite's tests and the conftest.py of its `backend` fixture
+
+
 def _is_perf_item(item) -> bool:
-    return "backend" in getattr(item, "fixturenames", ())
+    """A test of the suite: under its own folder, taking its `backend` fixture. The plugin loads in
+    every pytest session of an environment where the suite is installed; another project's test
+    with a parameter or fixture named `backend` is not a cell, and writes no results file."""
+    return "backend" in getattr(item, "fixturenames", ()) and SUITE_DIR in Path(str(item.path)).resolve().parents
 
 
 def pytest_sessionfinish(session) -> None:

@@ -39,6 +39,23 @@ def test_another_repository_runs_the_suite_against_its_own_baselines_and_model(t
     assert json.loads((repo / "perf-results.json").read_text())["model"] == "our-bloom"
 
 
+def test_another_projects_tests_with_a_backend_parameter_are_not_cells_and_write_no_results(tmp_path, monkeypatch):
+    """The installed plugin loads in every pytest session of its environment: a test of another
+    project taking a parameter named `backend` is not one of the suite's cells, and the results file
+    there is left alone."""
+    repo = tmp_path / "other-project"
+    repo.mkdir()
+    (repo / "test_theirs.py").write_text('import pytest\n\n\n@pytest.mark.parametrize("backend", ["accel_bf16", "cuda"])\n'
+                                         "def test_theirs(backend):\n    assert backend\n")
+    (repo / "perf-results.json").write_text("their own file\n")
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    run = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "test_theirs.py"],
+                         cwd=repo, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0 and "2 passed" in run.stdout, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "bloom-perf-suite" in run.stdout  # the plugin was loaded (pytest's "plugins:" line)
+    assert "perf results" not in run.stdout and (repo / "perf-results.json").read_text() == "their own file\n"
+
+
 def test_the_checks_the_tools_share_and_the_synthetic_builder_need_no_pytest():
     # `python -m perf.synthetic` runs in a subprocess of the session, and the two console tools
     # reuse the option, model and path checks: none of them may pull in pytest (an import circle

@@ -19,14 +19,14 @@ KERNELS = {"decode": {"gemm": {"launches_per_step": 30.0, "ms_per_step": 4.0},
 
 
 def _cell(wall=20.0, cpu=None, gpu=5.0, kernels=KERNELS, wait=0.0, others=0.0, ops=None, cycles=5, spread=0.01,
-          probe=6.0, off_cpu=None):
+          probe=6.0, off_cpu=None, probe_spread=0.001):
     """Samples of one side: wall and host time per token, the host probe, GPU ms per decode step (2
     profiled cycles), run-queue wait share and other processes' CPUs, time off the CPU; `spread`
-    relative, alternating."""
-    vary = lambda x, n: [x * (1 + spread * (i % 3 - 1)) for i in range(n)]  # noqa: E731
+    relative, alternating (the probe's `probe_spread`: a steady host by default)."""
+    vary = lambda x, n, spread=spread: [x * (1 + spread * (i % 3 - 1)) for i in range(n)]  # noqa: E731
     samples = {"ms_per_token": vary(wall, cycles), "main_cpu_ms_per_token": vary(wall if cpu is None else cpu, cycles),
                "run_queue_wait": [wait] * cycles, "other_cpus": [others] * cycles,
-               "host_probe_ms": vary(probe, cycles)}
+               "host_probe_ms": vary(probe, cycles, probe_spread)}
     if off_cpu is not None:
         samples["off_cpu_ms_per_token"] = vary(off_cpu, cycles)
     profiled, profile = {}, {}

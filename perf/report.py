@@ -272,27 +272,26 @@ def _as_published(entry: dict) -> str:
 
 
 def render_baseline(path: Path) -> str:
-    """A baseline file as the article's table: values exactly as stored (as published)."""
+    """A baseline file as the article's table: values exactly as stored (as published); with
+    measured entries, a second table of what each holds."""
     data = read_baseline(path, "baseline file")
     sizes = sorted({int(k[2:]) for e in data["entries"].values() for k in e})
-    out = table.Table("", ["Project"] + [f"bs={s}" for s in sizes], True)
-    for backend in table.backend_order(data["entries"]):
-        out.rows.append([table.title(backend)] + [
-            "" if (entry := data["entries"][backend].get(f"bs{size}")) is None else _as_published(entry)
-            for size in sizes])
+
+    def grid(cell) -> list[str]:  # backend x batch size, `cell(entry)` in each
+        out = table.Table("", ["Project"] + [f"bs={s}" for s in sizes], True)
+        for backend in table.backend_order(data["entries"]):
+            out.rows.append([table.title(backend)] + [
+                "" if (entry := data["entries"][backend].get(f"bs{size}")) is None else cell(entry) for size in sizes])
+        return out.lines()
+
     provenance = [e["provenance"] for es in data["entries"].values() for e in es.values()]
     runs = [p.get("runs") or 1 for p in provenance if p["kind"] == "measured"]
     described = "; ".join(sorted({p["source"] for p in provenance if p.get("source")})
                           + ([f"measured, samples of up to {max(runs)} run(s) an entry"] if runs else []))
-    lines = [f"ms/token, {data['model']} on {data['profile']} ({described})", ""] + out.lines()
+    lines = [f"ms/token, {data['model']} on {data['profile']} ({described})", ""] + grid(_as_published)
     if runs:  # measured entries: what each can decide on
-        held = table.Table("", ["Project"] + [f"bs={s}" for s in sizes], True)
-        for backend in table.backend_order(data["entries"]):
-            held.rows.append([table.title(backend)] + [
-                "" if (entry := data["entries"][backend].get(f"bs{size}")) is None else _evidence_held(entry)
-                for size in sizes])
         lines += ["", f"Evidence an entry holds: runs pooled, kinds of samples of the {len(evidence.SAMPLED)} the suite "
-                  "takes (a CPU run takes none of the GPU's), kernels and host-work breakdowns", ""] + held.lines()
+                  "takes (a CPU run takes none of the GPU's), kernels and host-work breakdowns", ""] + grid(_evidence_held)
     return "\n".join(lines) + "\n"
 
 

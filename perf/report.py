@@ -302,8 +302,10 @@ def _evidence_held(entry: dict) -> str:
     if entry["provenance"]["kind"] != "measured":
         return entry["provenance"]["kind"]
     runs = entry["provenance"].get("runs") or 1
-    kinds = sum(1 for kind in evidence.SAMPLED if (entry.get("samples") or {}).get(kind.key))
-    return ", ".join([f"{runs} run{'s' if runs > 1 else ''}", f"{kinds}/{len(evidence.SAMPLED)} kinds"]
+    held = [kind.key for kind in evidence.SAMPLED if (entry.get("samples") or {}).get(kind.key)]
+    fewer = [key for key in held if entry["provenance"].get("runs_of", {}).get(key, runs) < runs]  # pooled later
+    return ", ".join([f"{runs} run{'s' if runs > 1 else ''}", f"{len(held)}/{len(evidence.SAMPLED)} kinds"]
+                     + ([f"{len(fewer)} of them from fewer runs"] if fewer else [])
                      + (["kernels"] if entry.get("kernels") else [])
                      + (["breakdowns"] if (entry.get("counted") or {}).get("breakdowns") else []))
 

@@ -6,7 +6,7 @@ import shutil
 import pytest
 
 from tests.conftest import REPO, article_tables
-from perf import report
+from perf import evidence, report
 
 DATA = REPO / "tests" / "data"
 RUN1, RUN2 = DATA / "h200-560m-run1.json", DATA / "h200-560m-run2.json"  # two H200 processes
@@ -203,3 +203,18 @@ def test_baseline_only_refuses_what_it_would_ignore(capsys, tmp_path):
     assert "drop RESULTS, --plot" in err and not (tmp_path / "p.png").exists()
     assert report.main(["--baseline-only", str(baseline)]) == 0
     assert "| ds-zero bf16 | 250.99 |" in capsys.readouterr().out
+
+
+def test_baseline_only_says_when_some_kinds_come_from_fewer_runs(capsys, tmp_path):
+    """An entry pooled over 2 runs whose first run lacked a kind (an older suite) holds that kind
+    from 1 run (provenance.runs_of): the evidence table says so instead of '2 runs' for all."""
+    data = json.loads((REPO / "baselines" / "1xH100-80GB-HBM3" / "synthetic-bloom-7b1.json").read_text())
+    entry = data["entries"]["accel_bf16"]["bs1"]
+    entry["provenance"]["runs_of"] = {"gpu_decode_ms_per_step": 1, "python_calls_per_token": 1}
+    path = tmp_path / "synthetic-bloom-7b1.json"
+    path.write_text(json.dumps(data))
+    assert report.main(["--baseline-only", str(path)]) == 0
+    held = capsys.readouterr().out.split("Evidence an entry holds")[1]
+    row = next(line for line in held.splitlines() if line.startswith("| accelerate bf16"))
+    n = len(evidence.SAMPLED)
+    assert f"2 runs, {n}/{n} kinds, 2 of them from fewer runs, kernels" in row

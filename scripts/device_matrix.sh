@@ -5,9 +5,9 @@
 # or P1:ds_fp16@128,256 (batch sizes other than $BS: their own files, their own entries in the store).
 # Each job is one pytest process (-k "test_ms_per_token and BACKEND", $BS on $MODEL) writing
 # $RUNS/PHASE-BACKEND[@SIZES].json and .log (G: G<G_N>-BACKEND...); a job already done (its results file there, or carried in
-# $CARRIED from an earlier machine with the same GPU) is skipped, one that would not fit in what is left of BUDGET
+# $CARRIED from an earlier machine with the same GPU, with a finished cell for each of its batch sizes) is skipped, one that would not fit in what is left of BUDGET
 # (seconds, by EST_<backend>) is not started. Everything in $RUNS is tarred into $OUT at the end.
-# P3:BACKEND first records P1-BACKEND.json and pools P2-BACKEND.json into /tmp/store (--force:
+# P3:BACKEND[@SIZES] first records P1-BACKEND[@SIZES].json (else P1-BACKEND.json) and pools P2's into /tmp/store (--force:
 # the same code, a shared host) and runs with --require-baseline against it; F:BACKEND and
 # G:BACKEND the same at bs 1 and 8 (or @SIZES), with 10% more Python work a step (F) or one more GEMM of
 # G_N x G_N a step (G). What a GEMM costs is cuBLAS's choice of kernel, not N^3: on the H200 (7b1, bs 1
@@ -31,25 +31,35 @@ cp -n "$CARRIED"/*.json "$R"/ 2>/dev/null
 source .whl/install.sh .whl || exit 1
 export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
 left() { echo $(( BUDGET - $(date +%s) + S )); }
+finished() {  # results file $1 holds a finished timed cell for each of the batch sizes $2
+  python3 -c 'import json, sys
+done = {t["batch_size"] for t in json.load(open(sys.argv[1]))["tests"] if t.get("outcome") is not None}
+sys.exit(not set(map(int, sys.argv[2].split(","))) <= done)' "$1" "$2" 2>/dev/null
+}
 for job in "$@"; do
   phase=${job%%:*}; cell=${job#*:}; b=${cell%%@*}; name=$phase-$cell
   [ "$phase" = G ] && name=G${G_N:-2800}-$cell  # each GEMM size its own file
-  [ -s "$R/$name.json" ] && { echo "== $name: done before"; continue; }
+  sizes=$BS; [ "$cell" != "$b" ] && sizes=${cell#*@}
+  case $phase in F|G) [ "$cell" = "$b" ] && sizes=1,8;; esac
+  if [ -s "$R/$name.json" ]; then  # a call's time limit can stop a job mid-cell: that file is kept, not reused
+    finished "$R/$name.json" "$sizes" && { echo "== $name: done before"; continue; }
+    echo "== $name: unfinished before (kept as $name.unfinished.json)"; mv "$R/$name.json" "$R/$name.unfinished.json"
+  fi
   est=EST_$b; est=${!est:-200}
   [ "$(left)" -lt "$est" ] && { echo "== $name: not started ($(left) s left, needs about $est)"; continue; }
-  args=(--baselines /tmp/nobase); sizes=$BS; inject=
-  [ "$cell" != "$b" ] && sizes=${cell#*@}
+  args=(--baselines /tmp/nobase); inject=
   if [ "$phase" != P1 ] && [ "$phase" != P2 ]; then
-    if [ ! -e "$R/store-$cell" ]; then
-      python3 -m perf.record --baselines /tmp/store --force "$R/P1-$cell.json" >> "$R/$name.log" 2>&1 &&
-      python3 -m perf.record --baselines /tmp/store --force --pool "$R/P2-$cell.json" >> "$R/$name.log" 2>&1 &&
-      touch "$R/store-$cell" || { echo "== $name: recording P1/P2 failed"; tail -3 "$R/$name.log"; continue; }
+    rec=$cell; [ -s "$R/P1-$cell.json" ] || rec=$b  # P3:ds_int8@32 may be judged against P1/P2-ds_int8 (bs 1,8,32)
+    if [ ! -e "$R/store-$rec" ]; then
+      python3 -m perf.record --baselines /tmp/store --force "$R/P1-$rec.json" >> "$R/$name.log" 2>&1 &&
+      python3 -m perf.record --baselines /tmp/store --force --pool "$R/P2-$rec.json" >> "$R/$name.log" 2>&1 &&
+      touch "$R/store-$rec" || { echo "== $name: recording P1/P2 failed"; tail -3 "$R/$name.log"; continue; }
     fi
     args=(--baselines /tmp/store --require-baseline)
   fi
   case $phase in  # F, G: injected from outside the suite (scripts/inject/sitecustomize.py), bs 1 and 8
-    F) inject=python-work:0.10; [ "$cell" = "$b" ] && sizes=1,8;;
-    G) inject=gpu-matmul:${G_N:-2800}; [ "$cell" = "$b" ] && sizes=1,8;;
+    F) inject=python-work:0.10;;
+    G) inject=gpu-matmul:${G_N:-2800};;
   esac
   t0=$(date +%s)
   PERF_INJECT=$inject PYTHONPATH=${inject:+$PWD/scripts/inject:}$PYTHONPATH \

@@ -180,9 +180,13 @@ def run_differences(ours: dict, theirs: dict) -> list[str]:
 
 
 def merge_tests(ours: list[dict], theirs: list[dict]) -> list[dict]:
-    """Records by node id, `theirs` winning, in first-seen order."""
+    """Records by node id, `theirs` winning, in first-seen order; except that a cell left unfinished
+    (no outcome: its run was stopped during it) never hides a finished record of the same cell."""
     by_id = {t["nodeid"]: t for t in ours}
-    by_id.update({t["nodeid"]: t for t in theirs})
+    for record in theirs:
+        if record.get("outcome") is None and by_id.get(record["nodeid"], {}).get("outcome") is not None:
+            continue
+        by_id[record["nodeid"]] = record
     return list(by_id.values())
 
 

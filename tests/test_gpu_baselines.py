@@ -41,3 +41,12 @@ def test_baseline_only_says_what_each_h100_entry_can_decide_on(capsys):
     full = f"2 runs, {len(evidence.SAMPLED)}/{len(evidence.SAMPLED)} kinds, kernels, breakdowns"
     rows = [line for line in held.splitlines() if line.startswith("| ") and "Project" not in line and "---" not in line]
     assert len(rows) == 4 and all(line.count(full) == 3 for line in rows), held
+
+
+def test_a_cell_left_unfinished_does_not_hide_the_same_cell_run_again(capsys):
+    """P3-ds_int8.json's bs=32 has no outcome (the call's limit stopped it); whichever order the two
+    files come in, the report judges the finished bs=32 of P3-ds_int8@32.json."""
+    for files in (["P3-ds_int8.json", "P3-ds_int8@32.json"], ["P3-ds_int8@32.json", "P3-ds_int8.json"]):
+        run = report.read_run([H100 / name for name in files])
+        bs32 = [t for t in run["tests"] if t["batch_size"] == 32]
+        assert len(bs32) == 1 and bs32[0]["outcome"] == "passed" and bs32[0]["ms_per_token"] > 0, files

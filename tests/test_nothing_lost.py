@@ -264,16 +264,20 @@ def test_xdist_workers_recording_on_one_machine_without_gpus_is_refused(run_perf
 # -- 4. an entry knows which model it measured; 6. a folder that cannot load says what it lacks ------
 def _other_model(folder):
     """A BLOOM of another shape (4 blocks instead of 3: its last block repeated) in a folder: what a
-    mix-up of folders gives. Built from the embedded model's files (no transformers in this process)."""
+    mix-up of folders gives. Built from the embedded model's files, the weights in a process of their
+    own: pytester drops the modules a test imported when it ends, and torch imported again in this
+    process then crashes (a later in-process `import torch` segfaulted)."""
     import shutil
-
-    from safetensors.torch import load_file, save_file
+    import subprocess
+    import sys
 
     from perf.protocol import EMBEDDED_MODEL
     shutil.copytree(EMBEDDED_MODEL, folder)
-    tensors = load_file(EMBEDDED_MODEL / "model.safetensors")
-    tensors.update({name.replace(".h.2.", ".h.3."): t.clone() for name, t in tensors.items() if ".h.2." in name})
-    save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})
+    subprocess.run([sys.executable, "-c", "import sys; from safetensors.torch import load_file, save_file; "
+                    "t = load_file(sys.argv[1]); "
+                    "t.update({n.replace('.h.2.', '.h.3.'): v.clone() for n, v in t.items() if '.h.2.' in n}); "
+                    "save_file(t, sys.argv[2], metadata={'format': 'pt'})",
+                    str(EMBEDDED_MODEL / "model.safetensors"), str(folder / "model.safetensors")], check=True)
     config = json.loads((folder / "config.json").read_text())
     (folder / "config.json").write_text(json.dumps({**config, "n_layer": 4}))
     return folder

@@ -538,6 +538,7 @@ def _work_sentence(evidence: dict, ours: Side) -> str:
     """What the GPU, the dispatcher and the host's Python did, against the other side, and any
     waiting: each kind's own part."""
     parts = []
+    kernels_changed = getattr(evidence.get("launches_per_step"), "kind", None) == CHANGED
     for key, verdict in evidence.items():
         kind = KINDS[key]
         if kind.role == WAIT and verdict.kind in DECIDED:
@@ -545,7 +546,10 @@ def _work_sentence(evidence: dict, ours: Side) -> str:
         if kind.role != WORK:
             continue
         if kind.compare in ("interval", "shift"):
-            state = "unchanged" if verdict.kind == NO_CHANGE else verdict.kind.lower()
+            # a new kernel under the GPU threshold: its time is there, only too small to decide
+            within = kernels_changed and key == "gpu_decode_ms_per_step"
+            state = verdict.kind.lower() if verdict.kind != NO_CHANGE else \
+                "changed within the threshold" if within else "unchanged"
             parts.append(f"{kind.subject} {state} ({ours.median(key):.3g} {kind.unit} {format_change(verdict)})")
         elif kind.compare == "count":
             state = "unchanged" if verdict.kind == NO_CHANGE and verdict.change is None else \

@@ -60,3 +60,4 @@ def test_a_gemm_below_the_threshold_is_reported_by_name_not_failed(store, capsys
     assert summary == "**2 inconclusive**" and len(lines) == 2
     assert all("launches per decode step (baseline" in line and "kernels changed: decode: +nvjet_sm90_tst" in line
                for line in lines)
+    assert all("GPU work changed within the threshold (" in line for line in lines)  # not "unchanged"

@@ -502,14 +502,14 @@ def combine(evidence: dict, busy: list[str], ours: Side, theirs: Side, against: 
         return cell(IMPROVEMENT, f"{_decision(*improved, ours, theirs, {})}; {timing_text}", improved[0].label)
     if timing_kind == IMPROVEMENT and timing_decides:
         return cell(IMPROVEMENT, f"{work_text}; {timing_text}", "host time")
-    if all(v.kind == NO_CHANGE for v in evidence.values()):
+    if all(v.kind == NO_CHANGE for v in evidence.values()) and timing_decides:  # unsteady: timing says nothing
         return cell(NO_CHANGE, f"every kind of evidence agrees: {work_text}; {timing_text}", "all evidence")
     work = [v for key, v in evidence.items() if KINDS[key].role == WORK]
     work_unchanged = bool(work) and all(v.kind == NO_CHANGE for key, v in evidence.items()
                                         if KINDS[key].role in (WORK, WAIT))
     if busy:
         why = "host busy (" + "; ".join(busy) + ")"
-    elif unsteady and (work_unchanged or timing_kind in DECIDED):
+    elif unsteady and (work_unchanged or timing_kind != INCONCLUSIVE):  # timing said something it cannot back
         why = ("work unchanged; " if work_unchanged else "") + f"host timing not reproducible here ({unsteady})"
     elif len({v.kind for v in timing}) > 1:
         why = "wall and host time disagree"

@@ -32,7 +32,9 @@ def regressions(run: str, store, capsys) -> tuple[str, list[str]]:
 def test_the_same_code_is_never_a_regression_or_an_improvement(run, store, capsys):
     summary, _ = regressions(run, store, capsys)
     assert "regression" not in summary and "improvement" not in summary, summary
-    assert summary == ("**8 unchanged, 2 skipped**" if run == "S4" else "**8 inconclusive, 2 skipped**")
+    # S4's host was quiet, but its probe still ranged 7% to 16% against the baseline's: not steady
+    # enough for timing to say NO CHANGE either (docs/verdicts.md)
+    assert summary == "**8 inconclusive, 2 skipped**"
 
 
 def test_more_python_work_per_step_is_a_regression_in_every_cell_naming_the_function(store, capsys):

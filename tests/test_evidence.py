@@ -143,10 +143,12 @@ def test_an_old_baseline_entry_is_judged_on_what_it_has_and_says_so():
     old = {"outcome": "ok", "ms_per_token": 20.0, "samples": {"ms_per_token": [20.0, 20.1, 19.9, 20.05, 19.95]},
            "threshold": 0.05, "provenance": {"kind": "measured", "runs": 2}, "protocol": PROTOCOL}
     verdict = judge(record(), old)
-    assert verdict.kind == NO_CHANGE and set(verdict.evidence) == {"ms_per_token"}
+    assert verdict.kind == INCONCLUSIVE and set(verdict.evidence) == {"ms_per_token"}
     assert "judged on wall time and the host probe alone: the baseline entry has no host CPU or GPU evidence" \
         in verdict.detail
-    # Timing between separate processes decides only on a host shown steady: not without its probe.
+    # Timing between separate processes decides only on a host shown steady, NO CHANGE included:
+    # not without its probe.
+    assert "host timing not reproducible here (no host probe on one side)" in verdict.detail
     slower = judge(record(wall=30.0, cpu=30.0), old)
     assert slower.kind == INCONCLUSIVE and "host timing not reproducible here (no host probe on one side)" in slower.detail
 

@@ -22,7 +22,7 @@ The cell, from the evidence by role (combine): a REGRESSION when a WORK kind tha
 ("waited"), or when the TIMING kinds all are on a host that was neither busy (the LOAD kinds say
 how busy) nor unsteady (host_unsteady: a baseline of one process, or a host probe that moved past
 half the threshold over LOOP_OVER_PROBE); an IMPROVEMENT likewise when nothing regressed; NO CHANGE only when
-every kind both sides have says so; INCONCLUSIVE otherwise, saying why. MEMORY vetoes: its
+every kind both sides have says so, the TIMING kinds on such a host too; INCONCLUSIVE otherwise, saying why. MEMORY vetoes: its
 REGRESSION fails the cell whatever the rest says. An entry that lacks some evidence (an older
 baseline, a published figure) is judged on what it has, and the verdict says so.
 """
@@ -475,7 +475,7 @@ def combine(evidence: dict, busy: list[str], ours: Side, theirs: Side, against: 
     """The cell from its evidence ({kind key: Verdict}), by role, as docs/verdicts.md says: a WORK
     kind that decides decides, and WAIT does on a host that was not busy (`busy`: why it was, per
     side); TIMING decides when its kinds agree on a host that was neither busy nor unsteady
-    (`unsteady`: why its timing does not reproduce); NO CHANGE when every kind agrees; INCONCLUSIVE
+    (`unsteady`: why its timing does not reproduce); NO CHANGE when every kind agrees, there too; INCONCLUSIVE
     otherwise, saying why."""
     if busy:  # the intervals stand as measured; what they would decide does not
         evidence = {key: replace(v, kind=INCONCLUSIVE, detail=v.detail.split(";")[0])

@@ -26,7 +26,8 @@ gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr -cs 'A-Za
 CARRIED=${CARRIED:-tests/data/gpu-matrix/$gpu}  # results of earlier calls, on a GPU of this kind only
 # Seconds a job took on a warm H100 (2026-12-06: 80-95, 83-107, 149; a fresh machine adds 50-70 s for
 # building the checkpoint and compiling DeepSpeed's kernels); accel_int8 and zero_bf16 from the H200 runs.
-EST_accel_bf16=100 EST_ds_fp16=110 EST_ds_int8=150 EST_accel_int8=250 EST_zero_bf16=500
+# Each can be set from outside (EST_zero_bf16=250 for a job of one batch size).
+: "${EST_accel_bf16:=100}" "${EST_ds_fp16:=110}" "${EST_ds_int8:=150}" "${EST_accel_int8:=250}" "${EST_zero_bf16:=500}"
 cp -n "$CARRIED"/*.json "$R"/ 2>/dev/null
 source .whl/install.sh .whl || exit 1
 export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1

@@ -3,10 +3,12 @@ stand for themselves: tests/data/gpu-matrix/NVIDIA-H100-80GB-HBM3 holds three pr
 `pytest perf --model synthetic:bloom-7b1 --batch-sizes 1,8,32 -k test_ms_per_token` on a lent H100
 (2026-12-06, scripts/device_matrix.sh): P1 and P2 recorded the baseline, P3 is the same code. P3-ds_int8.json
 was stopped by the call's time limit during bs=32 (its third cell unfinished); P3-ds_int8@32.json is that
-cell, run alone on the same machine against the same store."""
+cell, run alone on the same machine against the same store. zero_bf16 (2026-12-07) ran one batch size a
+process (about 240-300 s each): P1-zero_bf16@1/@8/@32 and P2-zero_bf16@1/@8, so its bs=32 entry is one
+process and it has no P3 yet."""
 import json
 
-from perf import evidence, report
+from perf import evidence, record, report
 from tests.conftest import REPO
 
 H100 = REPO / "tests" / "data" / "gpu-matrix" / "NVIDIA-H100-80GB-HBM3"
@@ -15,12 +17,12 @@ H100_BASELINE = REPO / "baselines" / "1xH100-80GB-HBM3" / "synthetic-bloom-7b1.j
 
 def test_every_h100_entry_pools_two_processes_with_every_kind_of_evidence_a_gpu_run_takes():
     entries = json.loads(H100_BASELINE.read_text())["entries"]
-    recorded = {(b, bs) for b in ("accel_bf16", "accel_int8", "ds_fp16", "ds_int8") for bs in ("bs1", "bs8", "bs32")}
+    recorded = {(b, bs) for b in ("accel_bf16", "accel_int8", "ds_fp16", "ds_int8", "zero_bf16") for bs in ("bs1", "bs8", "bs32")}
     assert {(b, bs) for b, es in entries.items() for bs in es} == recorded
     sampled = {kind.key for kind in evidence.SAMPLED}
     for backend, size in recorded:
         entry = entries[backend][size]
-        assert entry["provenance"]["runs"] == 2, (backend, size)
+        assert entry["provenance"].get("runs", 1) == (1 if (backend, size) == ("zero_bf16", "bs32") else 2), (backend, size)
         assert set(entry["samples"]) == sampled and all(entry["samples"].values()), (backend, size)
         assert entry["counted"]["breakdowns"] and entry["kernels"] and entry["peak_memory_mb"]
         assert entry["protocol"]["model"]["parameters"] == 7_069_016_064  # the model it measured
@@ -40,7 +42,22 @@ def test_baseline_only_says_what_each_h100_entry_can_decide_on(capsys):
     held = capsys.readouterr().out.split("Evidence an entry holds")[1]
     full = f"2 runs, {len(evidence.SAMPLED)}/{len(evidence.SAMPLED)} kinds, kernels, breakdowns"
     rows = [line for line in held.splitlines() if line.startswith("| ") and "Project" not in line and "---" not in line]
-    assert len(rows) == 4 and all(line.count(full) == 3 for line in rows), held
+    assert len(rows) == 5 and all(line.count(full) == 3 for line in rows[:4]), held
+    assert rows[4].count(full) == 2 and rows[4].count("1 run, ") == 1, rows[4]
+
+
+def test_zero_bf16s_second_process_does_exactly_the_work_of_its_first(tmp_path, capsys):
+    """Against P1 alone (a one-process store), P2 of zero_bf16 is INCONCLUSIVE with every count the
+    same: DeepSpeed ZeRO-3 on one H100 made 447183 Python calls a token at bs=1 in both processes,
+    while its wall time moved -21%."""
+    for size in (1, 8):
+        assert record.main(["--baselines", str(tmp_path), str(H100 / f"P1-zero_bf16@{size}.json")]) == 0
+    same_code = [str(H100 / f"P2-zero_bf16@{size}.json") for size in (1, 8)]
+    assert report.main(same_code + ["--against", str(tmp_path), "--fail-on", "regression"]) == 0
+    out = capsys.readouterr().out
+    verdicts = [line for line in out.splitlines() if line.startswith("- ds-zero bf16")]
+    assert len(verdicts) == 2 and all(": INCONCLUSIVE" in v and "work unchanged; host timing" in v for v in verdicts)
+    assert "447183 Python calls per token on both sides" in verdicts[0]
 
 
 def test_a_cell_left_unfinished_does_not_hide_the_same_cell_run_again(capsys):

@@ -24,10 +24,11 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > 
 MODEL=${MODEL:-synthetic:bloom-7b1}; BS=${BS:-1,8,32}
 gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr -cs 'A-Za-z0-9\n' '-')
 CARRIED=${CARRIED:-tests/data/gpu-matrix/$gpu}  # results of earlier calls, on a GPU of this kind only
-# Seconds a job took on a warm H100 (2026-12-06: 80-95, 83-107, 149; a fresh machine adds 50-70 s for
-# building the checkpoint and compiling DeepSpeed's kernels); accel_int8 and zero_bf16 from the H200 runs.
-# Each can be set from outside (EST_zero_bf16=250 for a job of one batch size).
-: "${EST_accel_bf16:=100}" "${EST_ds_fp16:=110}" "${EST_ds_int8:=150}" "${EST_accel_int8:=250}" "${EST_zero_bf16:=500}"
+# Seconds a job takes per batch size, from warm H100 jobs of bs 1, 8, 32 (2026-12-06: accel_bf16 80-95 s,
+# ds_fp16 83-107, ds_int8 149, accel_int8 229-262; a fresh machine adds 50-70 s for building the checkpoint
+# and compiling DeepSpeed's kernels) and of one size (2026-12-07: zero_bf16 238-250 s; ZeRO-3's 180-240 ms
+# a step makes three sizes longer than one call: run it one size a job, P1:zero_bf16@1). Settable from outside.
+: "${EST_accel_bf16:=35}" "${EST_ds_fp16:=40}" "${EST_ds_int8:=50}" "${EST_accel_int8:=85}" "${EST_zero_bf16:=260}"
 cp -n "$CARRIED"/*.json "$R"/ 2>/dev/null
 source .whl/install.sh .whl || exit 1
 export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
@@ -46,7 +47,7 @@ for job in "$@"; do
     finished "$R/$name.json" "$sizes" && { echo "== $name: done before"; continue; }
     echo "== $name: unfinished before (kept as $name.unfinished.json)"; mv "$R/$name.json" "$R/$name.unfinished.json"
   fi
-  est=EST_$b; est=${!est:-200}
+  est=EST_$b; est=$(( ${!est:-70} * $(tr -cd , <<< "$sizes" | wc -c) + ${!est:-70} ))  # per size, times the sizes
   [ "$(left)" -lt "$est" ] && { echo "== $name: not started ($(left) s left, needs about $est)"; continue; }
   args=(--baselines /tmp/nobase); inject=
   if [ "$phase" != P1 ] && [ "$phase" != P2 ]; then

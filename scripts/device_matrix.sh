@@ -6,7 +6,7 @@
 # Each job is one pytest process (-k "test_ms_per_token and BACKEND", $BS on $MODEL) writing
 # $RUNS/PHASE-BACKEND[@SIZES].json and .log (G: G<G_N>-BACKEND...); a job already done (its results file there, or carried in
 # $CARRIED from an earlier machine with the same GPU, with a finished cell for each of its batch sizes) is skipped, one that would not fit in what is left of BUDGET
-# (seconds, by EST_<backend>) is not started. Everything in $RUNS is tarred into $OUT at the end.
+# (seconds: EST_START, plus EST_<backend> for each of its batch sizes) is not started. Everything in $RUNS is tarred into $OUT at the end.
 # P3:BACKEND[@SIZES] first records P1-BACKEND[@SIZES].json (else P1-BACKEND.json) and pools P2's into /tmp/store (--force:
 # the same code, a shared host) and runs with --require-baseline against it; F:BACKEND and
 # G:BACKEND the same at bs 1 and 8 (or @SIZES), with 10% more Python work a step (F) or one more GEMM of
@@ -24,11 +24,15 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > 
 MODEL=${MODEL:-synthetic:bloom-7b1}; BS=${BS:-1,8,32}
 gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr -cs 'A-Za-z0-9\n' '-')
 CARRIED=${CARRIED:-tests/data/gpu-matrix/$gpu}  # results of earlier calls, on a GPU of this kind only
-# Seconds a job takes per batch size, from warm H100 jobs of bs 1, 8, 32 (2026-12-06: accel_bf16 80-95 s,
-# ds_fp16 83-107, ds_int8 149, accel_int8 229-262; a fresh machine adds 50-70 s for building the checkpoint
-# and compiling DeepSpeed's kernels) and of one size (2026-12-07: zero_bf16 238-250 s; ZeRO-3's 180-240 ms
-# a step makes three sizes longer than one call: run it one size a job, P1:zero_bf16@1). Settable from outside.
-: "${EST_accel_bf16:=35}" "${EST_ds_fp16:=40}" "${EST_ds_int8:=50}" "${EST_accel_int8:=85}" "${EST_zero_bf16:=260}"
+# A job's seconds on a warm H100: a process's start and load, then each batch size. From jobs of bs 1, 8, 32
+# (2026-12-06: accel_bf16 80-95 s, ds_fp16 83-107, ds_int8 149, accel_int8 229-262; ds_int8 bs=32 alone 87)
+# and of one size (2026-12-07: zero_bf16 238-250 s: ZeRO-3's 180-240 ms a step makes three sizes longer than
+# a call, so run it one size a job, P1:zero_bf16@1). A fresh machine adds 50-70 s for building the
+# checkpoint and compiling DeepSpeed's kernels. Each can be set from outside.
+: "${EST_START:=40}" "${EST_accel_bf16:=20}" "${EST_ds_fp16:=25}" "${EST_ds_int8:=45}" "${EST_accel_int8:=75}" "${EST_zero_bf16:=220}"
+for v in EST_START EST_accel_bf16 EST_ds_fp16 EST_ds_int8 EST_accel_int8 EST_zero_bf16; do
+  [[ ${!v} =~ ^[0-9]+$ ]] || { echo "device_matrix.sh: $v=${!v}: give whole seconds, e.g. $v=260" >&2; exit 2; }
+done
 cp -n "$CARRIED"/*.json "$R"/ 2>/dev/null
 source .whl/install.sh .whl || exit 1
 export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
@@ -47,7 +51,7 @@ for job in "$@"; do
     finished "$R/$name.json" "$sizes" && { echo "== $name: done before"; continue; }
     echo "== $name: unfinished before (kept as $name.unfinished.json)"; mv "$R/$name.json" "$R/$name.unfinished.json"
   fi
-  est=EST_$b; est=$(( ${!est:-70} * $(tr -cd , <<< "$sizes" | wc -c) + ${!est:-70} ))  # per size, times the sizes
+  est=EST_$b; est=$(( EST_START + ${!est:-70} * ($(tr -cd , <<< "$sizes" | wc -c) + 1) ))
   [ "$(left)" -lt "$est" ] && { echo "== $name: not started ($(left) s left, needs about $est)"; continue; }
   args=(--baselines /tmp/nobase); inject=
   if [ "$phase" != P1 ] && [ "$phase" != P2 ]; then

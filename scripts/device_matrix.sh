@@ -51,7 +51,7 @@ for job in "$@"; do
     finished "$R/$name.json" "$sizes" && { echo "== $name: done before"; continue; }
     echo "== $name: unfinished before (kept as $name.unfinished.json)"; mv "$R/$name.json" "$R/$name.unfinished.json"
   fi
-  est=EST_$b; est=$(( EST_START + ${!est:-70} * ($(tr -cd , <<< "$sizes" | wc -c) + 1) ))
+  commas=${sizes//[^,]/}; est=EST_$b; est=$(( EST_START + ${!est:-70} * (${#commas} + 1) ))  # a start, then each size
   [ "$(left)" -lt "$est" ] && { echo "== $name: not started ($(left) s left, needs about $est)"; continue; }
   args=(--baselines /tmp/nobase); inject=
   if [ "$phase" != P1 ] && [ "$phase" != P2 ]; then

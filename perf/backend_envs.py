@@ -59,6 +59,9 @@ def backend_envs(pyproject: Path, environ: dict) -> dict[str, BackendEnv]:
                                           (isinstance(paths, list) and all(isinstance(p, str) for p in paths))):
                 raise OptionError(f"{where}: key pythonpath is {paths!r}, not a string or a list of strings; e.g. "
                                   'pythonpath = "$PERF_T4_PYTHONPATH" or pythonpath = ["/opt/t4", "/opt/extra"]')
+            if paths is not None:  # a relative folder there is the pyproject's ($VARs are expanded below)
+                paths = paths.split(os.pathsep) if isinstance(paths, str) else paths
+                entry["pythonpath"] = [p if p.startswith("$") else str(pyproject.parent / p) for p in paths if p]
             raw[backend_id] = dict(entry)
     for name, value in environ.items():
         match = ENV_VAR.match(name)

@@ -115,10 +115,10 @@ class Worker:
         environ = dict(os.environ if env is None else env)
         # The backend's own packages first (transformers 4.43.4 for ds_fp16), then `perf`, then the rest.
         own = [str(source)] if source is not None else [str(PACKAGE_ROOT)] if IN_CHECKOUT else []
-        paths = [*pythonpath, *own]
-        if environ.get("PYTHONPATH"):
-            paths.append(environ["PYTHONPATH"])
-        environ["PYTHONPATH"] = os.pathsep.join(paths)
+        paths = [*pythonpath, *own, *([environ["PYTHONPATH"]] if environ.get("PYTHONPATH") else [])]
+        # The worker runs in its log folder: a relative entry (an empty one is the working directory)
+        # means this process's folder, not that one.
+        environ["PYTHONPATH"] = os.pathsep.join(os.path.abspath(p) for entry in paths for p in entry.split(os.pathsep))
         for key, value in WORKER_ENV_DEFAULTS.items():
             environ.setdefault(key, value)
         environ.pop(PIN_ENV, None)

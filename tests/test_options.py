@@ -113,6 +113,31 @@ def test_pyproject_backend_table_is_checked(tmp_path):
     assert env["ds_fp16"].pythonpath[-1] == "/b" and env["zero_bf16"].pythonpath == ("/z",)
 
 
+def test_a_relative_pythonpath_is_the_pyprojects_folder_or_the_callers_not_the_workers(tmp_path, monkeypatch):
+    """Workers run in their log folder; `PYTHONPATH=plugins pytest perf` (or a pyproject's
+    pythonpath = ["vendor"]) must still reach them, as it would any Python process started there."""
+    import sys
+
+    from perf.launcher import RemoteError, Worker
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text('[tool.perf.backends.ds_fp16]\npythonpath = ["vendor", "/abs", "$T4_XYZ"]\n')
+    monkeypatch.setenv("T4_XYZ", "/t4")
+    env = backend_envs(pyproject, {})
+    assert env["ds_fp16"].pythonpath == (str(tmp_path / "vendor"), "/abs", "/t4")
+
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "relative_plugin.py").write_text("")
+    monkeypatch.chdir(tmp_path)
+    worker = Worker("relative", sys.executable, [], 120, tmp_path / "logs",
+                    env={**os.environ, "PYTHONPATH": f"plugins{os.pathsep}{REPO}"})
+    try:
+        with pytest.raises(RemoteError) as found:  # the module is there; the adapter it names is not
+            worker.call("load", adapter="relative_plugin:NoSuchAdapter", model="x", options={})
+    finally:
+        worker.stop()
+    assert "has no attribute 'NoSuchAdapter'" in found.value.error, found.value.error
+
+
 def test_the_shipped_pyproject_config_is_valid():
     assert "ds_fp16" in backend_envs(REPO / "pyproject.toml", {})
 

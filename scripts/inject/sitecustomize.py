@@ -6,8 +6,8 @@
     PYTHONPATH=$PWD/scripts/inject:$PYTHONPATH PERF_INJECT=host-sleep:1.0 pytest perf ...
     PYTHONPATH=$PWD/scripts/inject:$PYTHONPATH PERF_INJECT=py-work:200 pytest perf ...
 
-The path must be absolute: the workers run in their log folder, where a relative entry finds
-nothing and the run goes on unslowed.
+A relative path works too (the suite makes each PYTHONPATH entry absolute for its workers, which
+run in their log folder); a path that does not hold this file leaves the run unslowed, silently.
 
 Python imports this file at the start of every process whose path holds it, the suite's workers
 (each of them then imports transformers at start; other processes are left alone). It wraps transformers' generate, which every

@@ -143,6 +143,15 @@ def not_a_suite_file(option: str, output, keep: tuple = ("a results file", "a ba
                           "Give another path")
 
 
+def replaces_only_results(option: str, output) -> None:
+    """OptionError when `output` already holds anything but an empty file or a results file of this
+    suite (a run's results replace the last run's, never a README or a notes file named by mistake)."""
+    output = Path(output)
+    if output.is_file() and output.stat().st_size and suite_file(output) != "a results file":
+        raise OptionError(f"{option} {output}: holds a file that is not a results file of this suite; writing there "
+                          "would replace it. Give another path, or move that file away first")
+
+
 def claim_results(path: Path):
     """The results file to this process alone while it runs (the lock file to keep open): two runs
     given one --results would each replace the other's figures."""

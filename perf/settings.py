@@ -15,7 +15,7 @@ from perf.backend_envs import BackendEnv, backend_envs, default_python
 from perf.models import checkpoint_identity, resolve_model
 from perf.options import (Hostfile, OptionError, count, executable, parse_batch_sizes, parse_cpus, parse_hardware,
                           parse_max_memory, positive, update_mode, world_size_and_hostfile)
-from perf.outputs import not_a_suite_file, not_an_input, store_folder, writable_file
+from perf.outputs import not_a_suite_file, not_an_input, replaces_only_results, store_folder, writable_file
 
 DEFAULT_WORKER_TIMEOUT = 1800.0
 AB_MAX_PAIRS, AB_MAX_SECONDS = 30, 300
@@ -178,6 +178,10 @@ def read_settings(opt, rootpath: Path) -> Settings:
         cpus=parse_cpus(cpus, hostfile) if cpus is not None else None,
     )
     results_not_an_input(settings, rootpath)
+    if opt("--baselines") and settings.update_baselines is None and not settings.baselines_dir.exists():
+        raise OptionError(f"--baselines {opt('--baselines')}: no such folder, so no cell would be judged (each one "
+                          "NEW); give the baseline store's folder (default: baselines/ in the checkout), or add "
+                          "--update-baselines to start a store there")
     return settings
 
 
@@ -191,6 +195,7 @@ def results_not_an_input(s: Settings, rootpath: Path) -> None:
     not_an_input("--results", s.results, files, folders, store=s.baselines_dir)
     # A baseline anywhere, not only in this run's store (--baselines elsewhere, the checkout's own).
     not_a_suite_file("--results", s.results, keep=("a baseline file", "a baseline history"))
+    replaces_only_results("--results", s.results)
 
 
 def side_by_side(opt) -> dict:

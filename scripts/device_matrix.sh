@@ -19,7 +19,7 @@
 #       'bitsandbytes/libbitsandbytes_rocm*' 'bitsandbytes/libbitsandbytes_xpu*'
 set -uo pipefail
 S=$(date +%s); BUDGET=${BUDGET:-540}
-R=${RUNS:-/tmp/runs}; mkdir -p "$R"
+R=${RUNS:-/tmp/runs}; mkdir -p "$R" /tmp/nobase  # P1, P2 judge against an empty store: every cell NEW
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$R/gpu.txt"
 MODEL=${MODEL:-synthetic:bloom-7b1}; BS=${BS:-1,8,32}
 gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr -cs 'A-Za-z0-9\n' '-')

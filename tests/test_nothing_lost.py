@@ -114,6 +114,8 @@ def _usage(run, message: str):
     ("hostfile", "*--results *hostfile: that is the --hostfile, an input of this command; writing there would replace it*"),
     ("elsewhere/tiny-bloom.json", "*--results *elsewhere/tiny-bloom.json: holds a baseline file of this suite; writing "
                                   "there would replace it*"),  # a baseline outside this run's --baselines
+    ("notes.md", "*--results *notes.md: holds a file that is not a results file of this suite; writing there would "
+                 "replace it. Give another path, or move that file away first*"),
 ])
 def test_a_results_path_that_is_an_input_or_a_store_file_is_refused_before_any_load(run_perf, tmp_path, target, message):
     import shutil
@@ -126,6 +128,7 @@ def test_a_results_path_that_is_an_input_or_a_store_file_is_refused_before_any_l
     shutil.copy(baseline, tmp_path / "elsewhere" / "tiny-bloom.json")
     shutil.copytree(EMBEDDED_MODEL, tmp_path / "model")
     (tmp_path / "hostfile").write_text("localhost slots=1\n")
+    (tmp_path / "notes.md").write_text("# a file of the user's, named by mistake\n")
     before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
     run = run_perf(*ACCEL, "--results", str(tmp_path / target), "--baselines", str(tmp_path / "store"),
                    "--hardware", "cpu-x", "--model", str(tmp_path / "model"), "--hostfile", str(tmp_path / "hostfile"),
@@ -558,6 +561,14 @@ def test_require_baseline_stops_a_run_without_one_also_with_update_baselines(run
     run = run_perf(*ACCEL, "--baselines", str(tmp_path / "store"), "--hardware", "cpu-x", "--require-baseline",
                    "--update-baselines")
     _usage(run, "*--require-baseline: no baseline for hardware profile 'cpu-x' and model 'tiny-bloom'*")
+
+
+def test_a_baselines_folder_that_is_not_there_is_refused_unless_recording(run_perf, tmp_path):
+    """A mistyped --baselines would otherwise judge nothing: every cell NEW, and the run green."""
+    run = run_perf(*ACCEL, "--baselines", str(tmp_path / "baselinez"))
+    _usage(run, f"*--baselines {tmp_path / 'baselinez'}: no such folder, so no cell would be judged (each one NEW); "
+                "give the baseline store's folder (default: baselines/ in the checkout), or add --update-baselines*")
+    assert not (tmp_path / "baselinez").exists()
 
 
 @pytest.mark.parametrize("argv, message", [

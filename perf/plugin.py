@@ -201,6 +201,7 @@ def pytest_collection_finish(session) -> None:
         perf = session.config.stash[RESULTS]
         _say_idle_options(session)
         try:
+            settings_mod.checked_before_a_run(perf.settings, session.config.getoption)
             perf.prepare_baselines()
             if perf.settings.update_baselines:
                 outputs.check_baseline_store(perf.settings.baselines_dir, perf.run.profile, perf.settings.model_name)
@@ -296,7 +297,9 @@ def verdict_summary(perf: PerfSession) -> list[str]:
                      f"kept it): another model named {perf.settings.model_name!r} would not be noticed; re-record "
                      "them with --update-baselines")
     if "NEW" in counts and not perf.settings.update_baselines:
-        lines.append(f"  {counts['NEW']} entries have no baseline: record them with "
+        new = counts["NEW"]
+        lines.append(f"  {new} {'cell has' if new == 1 else 'cells have'} no baseline entry: record "
+                     f"{'it' if new == 1 else 'them'} with "
                      f"`pytest perf --update-baselines` (writes {perf.baseline_file})")
     lines += [f"  baseline {note}" for note in perf.baseline_notes if note not in perf.refused_entries()]
     return lines

@@ -178,11 +178,17 @@ def read_settings(opt, rootpath: Path) -> Settings:
         cpus=parse_cpus(cpus, hostfile) if cpus is not None else None,
     )
     results_not_an_input(settings, rootpath)
-    if opt("--baselines") and settings.update_baselines is None and not settings.baselines_dir.exists():
+    return settings
+
+
+def checked_before_a_run(s: Settings, opt) -> None:
+    """What matters only once the suite's tests will run (the plugin loads in every pytest session of
+    its environment, where another project's ./perf-results.json is its own)."""
+    replaces_only_results("--results", s.results)
+    if opt("--baselines") and s.update_baselines is None and not s.baselines_dir.exists():
         raise OptionError(f"--baselines {opt('--baselines')}: no such folder, so no cell would be judged (each one "
                           "NEW); give the baseline store's folder (default: baselines/ in the checkout), or add "
                           "--update-baselines to start a store there")
-    return settings
 
 
 def results_not_an_input(s: Settings, rootpath: Path) -> None:
@@ -195,7 +201,6 @@ def results_not_an_input(s: Settings, rootpath: Path) -> None:
     not_an_input("--results", s.results, files, folders, store=s.baselines_dir)
     # A baseline anywhere, not only in this run's store (--baselines elsewhere, the checkout's own).
     not_a_suite_file("--results", s.results, keep=("a baseline file", "a baseline history"))
-    replaces_only_results("--results", s.results)
 
 
 def side_by_side(opt) -> dict:

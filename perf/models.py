@@ -48,8 +48,9 @@ def resolve_model(text: str | None) -> tuple[str, str]:
         cached = try_to_load_from_cache(text, "config.json")
         if not isinstance(cached, str):
             raise OptionError(
-                f"--model {text!r}: not in the local Hugging Face cache and this suite never "
-                f"downloads; run `hf download {text}` where there is network, or give a local folder")
+                f"--model {text!r}: no folder of that name here, and not in the local Hugging Face cache (this "
+                "suite never downloads): give a local folder, synthetic:bloom-560m or synthetic:bloom-7b1, leave "
+                f"--model out for the embedded tiny-bloom, or run `hf download {text}` where there is network")
         config, name = Path(cached), text.replace("/", "--")
     data = _read_config(config.parent, f"--model {text!r}")
     model_type = data.get("model_type")

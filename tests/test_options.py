@@ -18,7 +18,9 @@ def _usage_error(run, *args):
 
 @pytest.mark.parametrize("args, message", [
     (["--model", "/no/such/checkpoint"], "*--model '/no/such/checkpoint': no such folder*"),
-    (["--model", "not-cached/bloom-xyz"], "*--model 'not-cached/bloom-xyz': not in the local Hugging Face cache*hf download not-cached/bloom-xyz*"),
+    (["--model", "not-cached/bloom-xyz"], "*--model 'not-cached/bloom-xyz': *not in the local Hugging Face cache*hf download not-cached/bloom-xyz*"),
+    (["--model", "tiny-blom"], "*--model 'tiny-blom': no folder of that name here, and not in the local Hugging Face "
+                               "cache*leave --model out for the embedded tiny-bloom*"),
     (["--batch-sizes", "0"], "*--batch-sizes '0': '0' is not a positive integer*--batch-sizes 1,8,32*"),
     (["--batch-sizes", "1,x"], "*--batch-sizes '1,x': 'x' is not a positive integer*"),
     (["--cycles", "0"], "*--cycles '0': expected a positive whole number*"),

@@ -65,8 +65,10 @@ def base_side(run: dict, against: str | None) -> tuple[dict | None, str]:
     if _is_dir(path):
         file = baselines.baseline_path(path, run["hardware_profile"], run["model"])
         if not _exists(file):
+            hint = (f"; {path} holds baseline files itself, as a profile's folder does: give the store, "
+                    f"--against {path.parent}" if any(path.glob("*.json")) else "")
             raise ReportError(f"{path}: no baseline for profile {run['hardware_profile']!r} and model "
-                              f"{run['model']!r} (expected {file})")
+                              f"{run['model']!r} (expected {file}){hint}")
         path = file
     data = files.read_json(path, ReportError, "--against's baseline or results file")
     if isinstance(data, dict) and "entries" in data:  # a baseline file
@@ -76,7 +78,8 @@ def base_side(run: dict, against: str | None) -> tuple[dict | None, str]:
             raise ReportError(str(exc)) from None
         if (data.get("model"), data.get("profile")) != (run["model"], run["hardware_profile"]):
             raise ReportError(f"{path}: baseline of model {data.get('model')!r} on {data.get('profile')!r}, but the "
-                              f"results are {run['model']!r} on {run['hardware_profile']!r}")
+                              f"results are {run['model']!r} on {run['hardware_profile']!r} (to put them beside a "
+                              "published table of other hardware, use --article)")
         return data["entries"], f"baseline `{path}`"
     try:
         other = results.checked(data, path)

@@ -136,6 +136,9 @@ def test_plot_is_a_png(tmp_path):
     ("empty", "not valid JSON (Expecting value: line 1 column 1 (char 0); empty or truncated?), so not a results file"),
     ("other-model", "no baseline for profile 'cpu-amd-epyc-2c' and model 'synthetic-bloom-560m'"),
     ("other-run", "results of model 'tiny-bloom', but RESULTS are 'synthetic-bloom-560m'"),
+    ("profile-folder", "holds baseline files itself, as a profile's folder does: give the store, --against "),
+    ("article", "but the results are 'synthetic-bloom-560m' on '1xH200' (to put them beside a published table of "
+                "other hardware, use --article)"),
 ])
 def test_bad_input_is_one_line_exit_2_and_no_output_file(tmp_path, capsys, case, message):
     results, against = tmp_path / "results.json", None
@@ -149,6 +152,12 @@ def test_bad_input_is_one_line_exit_2_and_no_output_file(tmp_path, capsys, case,
     elif case == "other-run":
         shutil.copy(RUN2, results)
         against = CPU_RESULTS
+    elif case == "profile-folder":  # one profile's folder where the store's was meant
+        shutil.copy(RUN2, results)
+        against = REPO / "baselines" / "1xH200"
+    elif case == "article":
+        shutil.copy(RUN2, results)
+        against = REPO / "baselines" / "8xA100-80GB" / "bigscience--bloom.json"
     out = tmp_path / "report.md"
     argv = [str(results), "--out", str(out)] + (["--against", str(against)] if against else [])
     assert report.main(argv) == 2

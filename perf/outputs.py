@@ -145,7 +145,9 @@ def not_a_suite_file(option: str, output, keep: tuple = ("a results file", "a ba
 
 def replaces_only_results(option: str, output) -> None:
     """OptionError when `output` already holds anything but an empty file or a results file of this
-    suite (a run's results replace the last run's, never a README or a notes file named by mistake)."""
+    suite (a run's results replace the last run's, never a baseline, wherever it lies, nor a README or
+    a notes file named by mistake)."""
+    not_a_suite_file(option, output, keep=("a baseline file", "a baseline history"))
     output = Path(output)
     if output.is_file() and output.stat().st_size and suite_file(output) != "a results file":
         raise OptionError(f"{option} {output}: holds a file that is not a results file of this suite; writing there "

@@ -15,7 +15,7 @@ from perf.backend_envs import BackendEnv, backend_envs, default_python
 from perf.models import checkpoint_identity, resolve_model
 from perf.options import (Hostfile, OptionError, count, executable, parse_batch_sizes, parse_cpus, parse_hardware,
                           parse_max_memory, positive, update_mode, world_size_and_hostfile)
-from perf.outputs import not_a_suite_file, not_an_input, replaces_only_results, store_folder, writable_file
+from perf.outputs import not_an_input, replaces_only_results, store_folder, writable_file
 
 DEFAULT_WORKER_TIMEOUT = 1800.0
 AB_MAX_PAIRS, AB_MAX_SECONDS = 30, 300
@@ -199,8 +199,6 @@ def results_not_an_input(s: Settings, rootpath: Path) -> None:
     model = Path(s.model)
     folders = {"the --model folder": model} if model.is_absolute() and model.is_dir() else {}
     not_an_input("--results", s.results, files, folders, store=s.baselines_dir)
-    # A baseline anywhere, not only in this run's store (--baselines elsewhere, the checkout's own).
-    not_a_suite_file("--results", s.results, keep=("a baseline file", "a baseline history"))
 
 
 def side_by_side(opt) -> dict:

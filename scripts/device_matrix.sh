@@ -19,11 +19,13 @@
 #       'bitsandbytes/libbitsandbytes_rocm*' 'bitsandbytes/libbitsandbytes_xpu*'
 set -uo pipefail
 S=$(date +%s); BUDGET=${BUDGET:-540}
-R=${RUNS:-/tmp/runs}; mkdir -p "$R" /tmp/nobase  # P1, P2 judge against an empty store: every cell NEW
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$R/gpu.txt"
 MODEL=${MODEL:-synthetic:bloom-7b1}; BS=${BS:-1,8,32}
 gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr -cs 'A-Za-z0-9\n' '-')
-CARRIED=${CARRIED:-tests/data/gpu-matrix/$gpu}  # results of earlier calls, on a GPU of this kind only
+sub=  # another model than BLOOM-7b1: its own runs folder, carried folder and tarball, e.g. synthetic-bloom-560m
+[ "$MODEL" != synthetic:bloom-7b1 ] && sub=$(echo "$MODEL" | tr -cs 'A-Za-z0-9.\n' '-')
+R=${RUNS:-/tmp/runs${sub:+-$sub}}; mkdir -p "$R" /tmp/nobase  # P1, P2 judge against an empty store: every cell NEW
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$R/gpu.txt"
+CARRIED=${CARRIED:-tests/data/gpu-matrix/$gpu${sub:+/$sub}}  # results of earlier calls, on a GPU of this kind only
 # A job's seconds on a warm H100: a process's start and load, then each batch size. From jobs of bs 1, 8, 32
 # (2026-12-06: accel_bf16 80-95 s, ds_fp16 83-107, ds_int8 149, accel_int8 229-262; ds_int8 bs=32 alone 87)
 # and of one size (2026-12-07: zero_bf16 238-250 s: ZeRO-3's 180-240 ms a step makes three sizes longer than
@@ -57,11 +59,11 @@ for job in "$@"; do
   if [ "$phase" != P1 ] && [ "$phase" != P2 ]; then
     rec=$cell; [ -s "$R/P1-$cell.json" ] || rec=$b  # P3:ds_int8@32 may be judged against P1/P2-ds_int8 (bs 1,8,32)
     if [ ! -e "$R/store-$rec" ]; then
-      python3 -m perf.record --baselines /tmp/store --force "$R/P1-$rec.json" >> "$R/$name.log" 2>&1 &&
-      python3 -m perf.record --baselines /tmp/store --force --pool "$R/P2-$rec.json" >> "$R/$name.log" 2>&1 &&
+      python3 -m perf.record --baselines /tmp/store${sub:+-$sub} --force "$R/P1-$rec.json" >> "$R/$name.log" 2>&1 &&
+      python3 -m perf.record --baselines /tmp/store${sub:+-$sub} --force --pool "$R/P2-$rec.json" >> "$R/$name.log" 2>&1 &&
       touch "$R/store-$rec" || { echo "== $name: recording P1/P2 failed"; tail -3 "$R/$name.log"; continue; }
     fi
-    args=(--baselines /tmp/store --require-baseline)
+    args=(--baselines /tmp/store${sub:+-$sub} --require-baseline)
   fi
   case $phase in  # F, G: injected from outside the suite (scripts/inject/sitecustomize.py), bs 1 and 8
     F) inject=python-work:0.10;;
@@ -74,4 +76,4 @@ for job in "$@"; do
   echo "== $name rc=$? in $(( $(date +%s) - t0 )) s (at $(( $(date +%s) - S )) s)"
   grep -E "passed|failed|error|REGRESSION|IMPROVEMENT|NO CHANGE|INCONCLUSIVE" "$R/$name.log" | tail -5 | cut -c1-300
 done
-tar czf "$OUT/runs.tgz" -C "$R" .
+tar czf "$OUT/runs${sub:+-$sub}.tgz" -C "$R" .

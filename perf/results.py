@@ -140,12 +140,19 @@ def checked(data, path) -> dict:
     return {**data, "tests": [evidence.upgrade_record(t) for t in data["tests"]]}
 
 
-def read_run(paths: list[Path]) -> dict:
+def read_run(paths: list[Path], replaced: list[str] | None = None) -> dict:
     """One run's results; several files (one run split over calls with -k, as in a time-limited
-    GPU lease) are merged, tests by node id, later files winning, if model, profile and --cpus agree."""
-    merged, first = None, None
+    GPU lease) are merged, tests by node id, later files winning, if model, profile and --cpus agree.
+    A line for each finished cell that a later file's finished cell replaces goes to `replaced`."""
+    merged, first, held_in = None, None, {}
     for path in paths:
         data = read(path)
+        for t in data["tests"]:
+            if t.get("outcome") is None:
+                continue
+            if t["nodeid"] in held_in and replaced is not None:
+                replaced.append(f"{t['nodeid']} is in {held_in[t['nodeid']]} and {path}: the later is reported")
+            held_in[t["nodeid"]] = path
         if merged is None:
             merged, first = {**data, "tests": list(data["tests"])}, path
             continue

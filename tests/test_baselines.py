@@ -179,6 +179,7 @@ def test_a_25_percent_slowdown_is_a_regression_of_that_backend_only_and_not_when
                                        "-k", "ms_per_token and (double_steady or double_slowed or double_host_slowed)"]
     first = run_perf(*DOUBLES, *args, "--update-baselines=force")  # recorded even on a busy host: this is about verdicts
     first.result.assert_outcomes(passed=6)
+    first.result.stdout.fnmatch_lines(["*verdicts against*: 6 NEW"])  # no legend of marks the table has none of
     path = store / "cpu-test" / "tiny-bloom.json"
     data = json.loads(path.read_text())
     assert {e["threshold"] for sizes in data["entries"].values() for e in sizes.values()} == {baselines.CPU_THRESHOLD}
@@ -195,7 +196,7 @@ def test_a_25_percent_slowdown_is_a_regression_of_that_backend_only_and_not_when
     for size in (1, 2):
         assert verdicts[("double_host_slowed", size)] in (NO_CHANGE, INCONCLUSIVE)
         assert "work unchanged: " in cells[("double_host_slowed", size)]["verdict_detail"]
-    second.result.stdout.fnmatch_lines(["*verdicts against*cpu-test/tiny-bloom.json*",
+    second.result.stdout.fnmatch_lines(["*verdicts against*cpu-test/tiny-bloom.json*(= no change, ? inconclusive)",
                                         "*double_slowed bs=1: REGRESSION *work grew:*doubles.py:unit_of_work +10/token*"])
     assert second.result.ret == pytest.ExitCode.TESTS_FAILED
     assert json.loads((store / "cpu-test" / "tiny-bloom.json").read_text())["entries"].keys() == {

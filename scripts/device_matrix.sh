@@ -29,7 +29,8 @@ CARRIED=${CARRIED:-tests/data/gpu-matrix/$gpu${sub:+/$sub}}  # results of earlie
 # A job's seconds on a warm H100: a process's start and load, then each batch size. From jobs of bs 1, 8, 32
 # (2026-12-06: accel_bf16 80-95 s, ds_fp16 83-107, ds_int8 149, accel_int8 229-262; ds_int8 bs=32 alone 87)
 # and of one size (2026-12-07: zero_bf16 238-250 s: ZeRO-3's 180-240 ms a step makes three sizes longer than
-# a call, so run it one size a job, P1:zero_bf16@1). A fresh machine adds 50-70 s for building the
+# a call, so run it one size a job, P1:zero_bf16@1; bs=128 alone: accel_bf16 44-68 s, ds_fp16 50-87, ds_int8
+# 73-116, accel_int8 91-92, zero_bf16 bs=32 alone 161). A fresh machine adds 50-70 s for building the
 # checkpoint and compiling DeepSpeed's kernels. Each can be set from outside.
 : "${EST_START:=40}" "${EST_accel_bf16:=20}" "${EST_ds_fp16:=25}" "${EST_ds_int8:=45}" "${EST_accel_int8:=75}" "${EST_zero_bf16:=220}"
 for v in EST_START EST_accel_bf16 EST_ds_fp16 EST_ds_int8 EST_accel_int8 EST_zero_bf16; do
@@ -59,11 +60,11 @@ for job in "$@"; do
   if [ "$phase" != P1 ] && [ "$phase" != P2 ]; then
     rec=$cell; [ -s "$R/P1-$cell.json" ] || rec=$b  # P3:ds_int8@32 may be judged against P1/P2-ds_int8 (bs 1,8,32)
     if [ ! -e "$R/store-$rec" ]; then
-      python3 -m perf.record --baselines /tmp/store${sub:+-$sub} --force "$R/P1-$rec.json" >> "$R/$name.log" 2>&1 &&
-      python3 -m perf.record --baselines /tmp/store${sub:+-$sub} --force --pool "$R/P2-$rec.json" >> "$R/$name.log" 2>&1 &&
+      python3 -m perf.record --baselines /tmp/store --force "$R/P1-$rec.json" >> "$R/$name.log" 2>&1 &&
+      python3 -m perf.record --baselines /tmp/store --force --pool "$R/P2-$rec.json" >> "$R/$name.log" 2>&1 &&
       touch "$R/store-$rec" || { echo "== $name: recording P1/P2 failed"; tail -3 "$R/$name.log"; continue; }
     fi
-    args=(--baselines /tmp/store${sub:+-$sub} --require-baseline)
+    args=(--baselines /tmp/store --require-baseline)
   fi
   case $phase in  # F, G: injected from outside the suite (scripts/inject/sitecustomize.py), bs 1 and 8
     F) inject=python-work:0.10;;

@@ -143,15 +143,15 @@ def checked(data, path) -> dict:
 def read_run(paths: list[Path], replaced: list[str] | None = None) -> dict:
     """One run's results; several files (one run split over calls with -k, as in a time-limited
     GPU lease) are merged, tests by node id, later files winning, if model, profile and --cpus agree.
-    A line for each finished cell that a later file's finished cell replaces goes to `replaced`."""
-    merged, first, held_in = None, None, {}
+    A line for each two files that both hold finished cells of the same tests goes to `replaced`."""
+    merged, first, held_in, in_both = None, None, {}, {}
     for path in paths:
         data = read(path)
         for t in data["tests"]:
             if t.get("outcome") is None:
                 continue
-            if t["nodeid"] in held_in and replaced is not None:
-                replaced.append(f"{t['nodeid']} is in {held_in[t['nodeid']]} and {path}: the later is reported")
+            if t["nodeid"] in held_in:
+                in_both.setdefault((held_in[t["nodeid"]], path), []).append(t["nodeid"].split("::")[-1])
             held_in[t["nodeid"]] = path
         if merged is None:
             merged, first = {**data, "tests": list(data["tests"])}, path
@@ -163,6 +163,11 @@ def read_run(paths: list[Path], replaced: list[str] | None = None) -> dict:
         merged["tests"] = merge_tests(merged["tests"], data["tests"])
         merged["backends"] = {**merged.get("backends", {}), **data.get("backends", {})}
         merged["memory_bandwidth_gb_s"] = merged.get("memory_bandwidth_gb_s") or data.get("memory_bandwidth_gb_s")
+    for (earlier, later), tests in in_both.items():
+        if replaced is not None:
+            shown = ", ".join(tests[:3]) + (f" and {len(tests) - 3} more" if len(tests) > 3 else "")
+            replaced.append(f"{earlier} and {later} both hold {len(tests)} finished "
+                            f"{'test' if len(tests) == 1 else 'tests'} ({shown}): the later file's are reported")
     return merged
 
 

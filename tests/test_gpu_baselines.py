@@ -73,9 +73,9 @@ def test_a_cell_left_unfinished_does_not_hide_the_same_cell_run_again(capsys):
 
 def test_a_finished_cell_given_twice_says_which_file_is_reported(capsys):
     """Two finished runs of one cell (P1 and P2 of accel_bf16, say) given to one report: the later is
-    judged, and stderr says so for each such cell, naming both files."""
+    judged, and one stderr line says so, naming both files and the cells."""
     first, later = H100 / "P1-accel_bf16.json", H100 / "P2-accel_bf16.json"
     report.read_run([first, later])
-    lines = capsys.readouterr().err.splitlines()
-    assert len(lines) == 3 and all(f"is in {first} and {later}: the later is reported" in line for line in lines)
-    assert "test_ms_per_token[accel_bf16-bs32]" in lines[2]
+    assert capsys.readouterr().err == (
+        f"perf-report: {first} and {later} both hold 3 finished tests (test_ms_per_token[accel_bf16-bs1], "
+        "test_ms_per_token[accel_bf16-bs8], test_ms_per_token[accel_bf16-bs32]): the later file's are reported\n")

@@ -6,7 +6,10 @@ was stopped by the call's time limit during bs=32 (its third cell unfinished); P
 cell, run alone on the same machine against the same store. zero_bf16 (2026-12-07) ran one batch size a
 process (about 180-300 s each): P1-zero_bf16@1/@8/@32, P2-zero_bf16@1/@8/@32, and P3-zero_bf16@1/@8 (its
 P3-zero_bf16@32 came on a later machine). bs=128 (2026-12-07, later; one process each, `@128`): P1 and P2 of
-accel_bf16, accel_int8, ds_fp16 and ds_int8, and P3 of all but accel_int8 (the device time ran out)."""
+accel_bf16, accel_int8, ds_fp16 and ds_int8, and P3 of all but accel_int8 (the device time ran out);
+2026-12-07, next session: P3-accel_int8@128, P1/P2/P3-zero_bf16@128 and P1/P2/P3-ds_int8@256 (the article's
+one bs=256 figure). Its synthetic-bloom-560m/ folder: P1, P2 and P3 of accel_bf16 and ds_fp16 at bs 1, 8, 32
+and 128, and P1 of ds_int8 (no P2 yet: it is not in the baseline)."""
 import json
 
 from perf import evidence, record, report
@@ -14,12 +17,25 @@ from tests.conftest import REPO
 
 H100 = REPO / "tests" / "data" / "gpu-matrix" / "NVIDIA-H100-80GB-HBM3"
 H100_BASELINE = REPO / "baselines" / "1xH100-80GB-HBM3" / "synthetic-bloom-7b1.json"
+H100_560M = H100 / "synthetic-bloom-560m"
+H100_560M_BASELINE = H100_BASELINE.with_name("synthetic-bloom-560m.json")
 
 
 def test_every_h100_entry_holds_every_kind_of_evidence_a_gpu_run_takes_pooled_from_two_processes():
     entries = json.loads(H100_BASELINE.read_text())["entries"]
     recorded = {(b, bs) for b in ("accel_bf16", "accel_int8", "ds_fp16", "ds_int8", "zero_bf16") for bs in ("bs1", "bs8", "bs32")}
-    recorded |= {(b, "bs128") for b in ("accel_bf16", "accel_int8", "ds_fp16", "ds_int8")}
+    recorded |= {(b, "bs128") for b in ("accel_bf16", "accel_int8", "ds_fp16", "ds_int8", "zero_bf16")}
+    recorded |= {("ds_int8", "bs256")}  # the one bs=256 figure of the article
+    assert_full_two_process_entries(H100_BASELINE, recorded, parameters=7_069_016_064)
+
+
+def test_every_h100_560m_entry_holds_every_kind_of_evidence_pooled_from_two_processes():
+    recorded = {(b, f"bs{size}") for b in ("accel_bf16", "ds_fp16") for size in (1, 8, 32, 128)}
+    assert_full_two_process_entries(H100_560M_BASELINE, recorded, parameters=559_214_592)
+
+
+def assert_full_two_process_entries(baseline, recorded, parameters):
+    entries = json.loads(baseline.read_text())["entries"]
     assert {(b, bs) for b, es in entries.items() for bs in es} == recorded
     sampled = {kind.key for kind in evidence.SAMPLED}
     for backend, size in recorded:
@@ -27,16 +43,17 @@ def test_every_h100_entry_holds_every_kind_of_evidence_a_gpu_run_takes_pooled_fr
         assert entry["provenance"].get("runs", 1) == 2, (backend, size)
         assert set(entry["samples"]) == sampled and all(entry["samples"].values()), (backend, size)
         assert entry["counted"]["breakdowns"] and entry["kernels"] and entry["peak_memory_mb"]
-        assert entry["protocol"]["model"]["parameters"] == 7_069_016_064  # the model it measured
+        assert entry["protocol"]["model"]["parameters"] == parameters  # the model it measured
 
 
 def test_the_same_code_on_the_h100_decides_nothing_and_its_work_is_unchanged(capsys):
-    same_code = sorted(str(path) for path in H100.glob("P3-*.json"))
-    assert report.main(same_code + ["--against", str(REPO / "baselines"), "--fail-on", "regression"]) == 0
-    out = capsys.readouterr().out
-    assert out.splitlines()[0] == "**18 inconclusive**"
-    verdicts = [line for line in out.splitlines() if line.startswith("- ") and ": INCONCLUSIVE" in line]
-    assert len(verdicts) == 18 and all("work unchanged; host timing not reproducible here" in v for v in verdicts)
+    for folder, cells in ((H100, 21), (H100_560M, 8)):
+        same_code = sorted(str(path) for path in folder.glob("P3-*.json"))
+        assert report.main(same_code + ["--against", str(REPO / "baselines"), "--fail-on", "regression"]) == 0
+        out = capsys.readouterr().out
+        assert out.splitlines()[0] == f"**{cells} inconclusive**", folder
+        verdicts = [line for line in out.splitlines() if line.startswith("- ") and ": INCONCLUSIVE" in line]
+        assert len(verdicts) == cells and all("work unchanged; host timing not reproducible here" in v for v in verdicts)
 
 
 def test_baseline_only_says_what_each_h100_entry_can_decide_on(capsys):
@@ -44,7 +61,7 @@ def test_baseline_only_says_what_each_h100_entry_can_decide_on(capsys):
     held = capsys.readouterr().out.split("Evidence an entry holds")[1]
     full = f"2 runs, {len(evidence.SAMPLED)}/{len(evidence.SAMPLED)} kinds, kernels, breakdowns"
     rows = [line for line in held.splitlines() if line.startswith("| ") and "Project" not in line and "---" not in line]
-    assert [line.count(full) for line in rows] == [4, 4, 4, 4, 3], held  # zero_bf16 has no bs=128
+    assert [line.count(full) for line in rows] == [4, 4, 4, 5, 4], held  # ds_int8 has bs=256 too
 
 
 def test_zero_bf16s_second_process_does_exactly_the_work_of_its_first(tmp_path, capsys):

@@ -285,9 +285,9 @@ def verdict_summary(perf: PerfSession) -> list[str]:
     counts = table.verdict_counts(judged)
     against = f"the base {perf.settings.base} (side by side)" if perf.settings.base else \
         f"{perf.baseline_file} (profile {perf.run.profile})"
-    lines = [f"verdicts against {against}: "
-             + ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items()))
-             + (f"  {table.TEXT_LEGEND}" if {"NO CHANGE", "INCONCLUSIVE"} & set(counts) else "")]  # the table's marks
+    legend = table.text_legend(counts)
+    lines = [f"verdicts against {against}: " + ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items()))
+             + (f"  {legend}" if legend else "")]
     for rec in judged:
         pairs = f" [{ab.summary_line(rec)}]" if rec.get("ab") else ""
         if rec["verdict"] not in ("NO CHANGE", "NEW") or pairs:

@@ -15,6 +15,11 @@ EMOJI_LEGEND = "🔴 regression · 🟢 improvement · ⚪ no change · 🟡 inc
 FAILED = ("failed", "worker crash")
 
 
+def text_legend(kinds) -> str:
+    """The key to the plain-text marks '=' and '?', where those verdicts are among `kinds` (else '')."""
+    return TEXT_LEGEND if {NO_CHANGE, INCONCLUSIVE} & set(kinds) else ""
+
+
 class Table:
     """Rows of cells under a header, with footnotes; drawn as aligned text or as markdown."""
 

@@ -8,8 +8,8 @@ process (about 180-300 s each): P1-zero_bf16@1/@8/@32, P2-zero_bf16@1/@8/@32, an
 P3-zero_bf16@32 came on a later machine). bs=128 (2026-12-07, later; one process each, `@128`): P1 and P2 of
 accel_bf16, accel_int8, ds_fp16 and ds_int8, and P3 of all but accel_int8 (the device time ran out);
 2026-12-07, next session: P3-accel_int8@128, P1/P2/P3-zero_bf16@128 and P1/P2/P3-ds_int8@256 (the article's
-one bs=256 figure). Its synthetic-bloom-560m/ folder: P1, P2 and P3 of accel_bf16 and ds_fp16 at bs 1, 8, 32
-and 128, and P1 of ds_int8 (no P2 yet: it is not in the baseline)."""
+one bs=256 figure). Its synthetic-bloom-560m/ folder: P1, P2 and P3 of accel_bf16, ds_fp16, ds_int8 and
+accel_int8 at bs 1, 8, 32 and 128, and of zero_bf16 at bs=1 (`@1`: the device time ran out before bs=128)."""
 import json
 
 from perf import evidence, record, report
@@ -30,7 +30,8 @@ def test_every_h100_entry_holds_every_kind_of_evidence_a_gpu_run_takes_pooled_fr
 
 
 def test_every_h100_560m_entry_holds_every_kind_of_evidence_pooled_from_two_processes():
-    recorded = {(b, f"bs{size}") for b in ("accel_bf16", "ds_fp16") for size in (1, 8, 32, 128)}
+    recorded = {(b, f"bs{size}") for b in ("accel_bf16", "accel_int8", "ds_fp16", "ds_int8") for size in (1, 8, 32, 128)}
+    recorded |= {("zero_bf16", "bs1")}
     assert_full_two_process_entries(H100_560M_BASELINE, recorded, parameters=559_214_592)
 
 
@@ -47,7 +48,7 @@ def assert_full_two_process_entries(baseline, recorded, parameters):
 
 
 def test_the_same_code_on_the_h100_decides_nothing_and_its_work_is_unchanged(capsys):
-    for folder, cells in ((H100, 21), (H100_560M, 8)):
+    for folder, cells in ((H100, 21), (H100_560M, 17)):
         same_code = sorted(str(path) for path in folder.glob("P3-*.json"))
         assert report.main(same_code + ["--against", str(REPO / "baselines"), "--fail-on", "regression"]) == 0
         out = capsys.readouterr().out

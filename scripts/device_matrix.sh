@@ -31,7 +31,8 @@ CARRIED=${CARRIED:-tests/data/gpu-matrix/$gpu${sub:+/$sub}}  # results of earlie
 # and of one size (2026-12-07: zero_bf16 238-250 s: ZeRO-3's 180-240 ms a step makes three sizes longer than
 # a call, so run it one size a job, P1:zero_bf16@1; bs=128 alone: accel_bf16 44-68 s, ds_fp16 50-87, ds_int8
 # 73-116, accel_int8 91-92, zero_bf16 bs=32 alone 161). A fresh machine adds 50-70 s for building the
-# checkpoint and compiling DeepSpeed's kernels. Each can be set from outside.
+# checkpoint and compiling DeepSpeed's kernels. BLOOM-560m at bs 1, 8, 32, 128 (2026-12-07): accel_bf16 66-78 s,
+# ds_fp16 67-75, ds_int8 117-136, accel_int8 206-227, zero_bf16 bs=1 alone 145-174. Each can be set from outside.
 : "${EST_START:=40}" "${EST_accel_bf16:=20}" "${EST_ds_fp16:=25}" "${EST_ds_int8:=45}" "${EST_accel_int8:=75}" "${EST_zero_bf16:=220}"
 for v in EST_START EST_accel_bf16 EST_ds_fp16 EST_ds_int8 EST_accel_int8 EST_zero_bf16; do
   [[ ${!v} =~ ^[0-9]+$ ]] || { echo "device_matrix.sh: $v=${!v}: give whole seconds, e.g. $v=260" >&2; exit 2; }
